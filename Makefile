@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench venv clean
+
+venv: $(STAMP)
+
+# torch is installed first, by itself and pinned, so that nothing can pull a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m genforge train --preset demo-dcgan --out runs/demo-dcgan
+	$(PY) -m genforge train --preset demo-vae --out runs/demo-vae
+	$(PY) -m genforge sample --run runs/demo-dcgan --n 64 --seed 0 --out runs/demo-dcgan/samples-seed0.png
+	$(PY) -m genforge sample --run runs/demo-vae --n 64 --seed 0 --out runs/demo-vae/samples-seed0.png
+	@echo
+	@echo "Pictures written:"
+	@echo "  DCGAN samples: runs/demo-dcgan/samples-seed0.png (training grids in runs/demo-dcgan/samples/)"
+	@echo "  VAE samples:   runs/demo-vae/samples-seed0.png (training grids in runs/demo-vae/samples/)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) runs

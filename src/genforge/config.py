@@ -1,0 +1,293 @@
+"""Typed configuration: model, data and training settings, presets, files and overrides.
+
+A run's configuration is resolved once (defaults < preset < config file < command-line flags),
+checked in ``__post_init__``, and saved as ``config.yaml`` in the run directory. Resuming compares
+the new command's resolved configuration with the saved one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import GenforgeError
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise GenforgeError(message)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "dcgan"
+    """Model family: one of genforge.models.MODELS (gan-mlp, dcgan, vae-mlp, vae-conv, ...)."""
+    latent_dim: int = 0
+    """Size of the latent vector z; 0 picks the model's default (100 for GANs, 16 for VAEs)."""
+    width: int = 0
+    """Base width: channels of the widest conv layer / 8 for conv models, first hidden size for
+    dense ones; 0 picks the model's default."""
+    image_size: int = 0
+    """Image side in pixels; 0 takes it from the data (after data.image_size resizing)."""
+    channels: int = 0
+    """Image channels (1 or 3); 0 takes them from the data."""
+    num_classes: int = 0
+    """Number of classes for class-conditional models; 0 for unconditional ones."""
+
+    def __post_init__(self) -> None:
+        _check(self.latent_dim >= 0, f"model.latent_dim must be positive, got {self.latent_dim}; use e.g. 100")
+        _check(self.width >= 0, f"model.width must be positive, got {self.width}; use e.g. 64")
+        _check(self.image_size >= 0, f"model.image_size must be positive, got {self.image_size}")
+        _check(self.channels in (0, 1, 3), f"model.channels must be 1 or 3, got {self.channels}")
+        _check(self.num_classes >= 0, f"model.num_classes must be >= 0, got {self.num_classes}")
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist-5k"
+    """Dataset name from genforge.data.DATASETS (mnist-5k is embedded; mnist reads IDX files)."""
+    root: str = ""
+    """Folder holding the dataset's files; empty means $GENFORGE_DATA/NAME or ~/.cache/genforge/data/NAME."""
+    split: str = "train"
+    """Which split to train on."""
+    image_size: int = 0
+    """Resize images to this side (antialiased bilinear) once at load; 0 keeps the native size."""
+    channels: int = 0
+    """Convert images to 1 (luma) or 3 channels at load; 0 keeps them."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "data.name is empty; use e.g. --data mnist-5k")
+        _check(self.image_size >= 0, f"data.image_size must be >= 0, got {self.image_size}")
+        _check(self.channels in (0, 1, 3), f"data.channels must be 0, 1 or 3, got {self.channels}")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    """Total optimisation steps (generator steps for GANs). Raising it on a finished run trains on."""
+    batch_size: int = 64
+    """Images per step."""
+    optimizer: str = "adam"
+    """'adam' or 'sgd' (plain gradient descent, optional momentum)."""
+    lr: float = 2e-4
+    """Learning rate (both networks of a GAN unless lr_d is set)."""
+    lr_d: float = 0.0
+    """Discriminator learning rate for GANs; 0 means the same as lr."""
+    betas: tuple[float, float] = (0.5, 0.999)
+    """Adam's beta1 and beta2 (0.5 for GANs as in Radford et al. 2015)."""
+    momentum: float = 0.0
+    """SGD momentum."""
+    gan_loss: str = "non-saturating"
+    """GAN objective: 'non-saturating' (Goodfellow et al. 2014, section 3) or 'minimax' (the article's)."""
+    reconstruction: str = "bernoulli"
+    """VAE likelihood: 'bernoulli' (BCE on logits) or 'gaussian' (sum of squared errors)."""
+    kl_weight: float = 1.0
+    """Weight of the KL term in the VAE loss (1 is the ELBO)."""
+    ema_decay: float = 0.999
+    """Decay of the generator's exponential moving average used for sampling; 0 turns it off."""
+    seed: int = 0
+    """Seed for initialisation, data order and noise; the same seed gives the same run on CPU."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu' or 'cuda'."""
+    precision: str = "fp32"
+    """'fp32', 'bf16' or 'fp16' (autocast; fp16 uses a gradient scaler)."""
+    log_every: int = 50
+    """Steps between status lines and metrics.jsonl records."""
+    sample_every: int = 500
+    """Steps between sample grids from a fixed latent batch."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (one is also written at the end and on SIGINT/SIGTERM)."""
+    keep_checkpoints: int = 2
+    """How many of the newest checkpoints to keep."""
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
+        _check(self.steps > 0, f"train.steps must be positive, got {self.steps}")
+        _check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
+        _check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
+        _check(self.lr > 0, f"train.lr must be positive, got {self.lr}; use e.g. 0.0002")
+        _check(self.lr_d >= 0, f"train.lr_d must be >= 0, got {self.lr_d}")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+               f"train.betas must be two numbers in [0, 1), got {list(self.betas)}")
+        _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
+        _check(self.gan_loss in ("non-saturating", "minimax"),
+               f"train.gan_loss must be non-saturating or minimax, got {self.gan_loss!r}")
+        _check(self.reconstruction in ("bernoulli", "gaussian"),
+               f"train.reconstruction must be bernoulli or gaussian, got {self.reconstruction!r}")
+        _check(self.kl_weight >= 0, f"train.kl_weight must be >= 0, got {self.kl_weight}")
+        _check(0 <= self.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"train.device must be auto, cpu or cuda, got {self.device!r}")
+        _check(self.precision in ("fp32", "bf16", "fp16"),
+               f"train.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            _check(getattr(self, name) > 0, f"train.{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run. Saved as config.yaml in the run directory."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["train"]["betas"] = list(d["train"]["betas"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "configuration") -> "RunConfig":
+        d = d or {}
+        if not isinstance(d, dict):
+            raise GenforgeError(f"{source}: expected sections model/data/train, got {type(d).__name__}")
+        unknown = set(d) - {"model", "data", "train"}
+        if unknown:
+            raise GenforgeError(f"{source}: unknown section(s) {sorted(unknown)}; the sections are model, data, train")
+        parts = {}
+        for f in fields(cls):
+            section = d.get(f.name) or {}
+            sub_cls = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}[f.name]
+            if not isinstance(section, dict):
+                raise GenforgeError(f"{source}: section {f.name} must be a mapping")
+            names = {g.name for g in fields(sub_cls)}
+            bad = set(section) - names
+            if bad:
+                raise GenforgeError(f"{source}: unknown key(s) {sorted(bad)} in section {f.name}; "
+                                    f"known keys: {', '.join(sorted(names))}")
+            try:
+                parts[f.name] = sub_cls(**{k: _coerce(sub_cls, k, v, source) for k, v in section.items()})
+            except TypeError as exc:
+                raise GenforgeError(f"{source}: {exc}") from None
+        return cls(**parts)
+
+
+# Presets: named partial configurations, applied before the config file and the flags.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "demo-dcgan": {
+        "model": {"name": "dcgan", "width": 32},
+        "data": {"name": "mnist-5k"},
+        "train": {"steps": 1200, "batch_size": 64, "lr": 2e-4, "log_every": 50, "sample_every": 300,
+                  "checkpoint_every": 300},
+    },
+    "demo-vae": {
+        "model": {"name": "vae-conv", "latent_dim": 16},
+        "data": {"name": "mnist-5k"},
+        "train": {"steps": 1500, "batch_size": 64, "lr": 1e-3, "betas": [0.9, 0.999], "log_every": 50,
+                  "sample_every": 500, "checkpoint_every": 500},
+    },
+    "dcgan-mnist": {
+        "model": {"name": "dcgan", "width": 64},
+        "data": {"name": "mnist"},
+        "train": {"steps": 5000, "batch_size": 64, "lr": 2e-4},
+    },
+    "vae-mnist": {
+        "model": {"name": "vae-mlp", "latent_dim": 16},
+        "data": {"name": "mnist"},
+        "train": {"steps": 10000, "batch_size": 128, "lr": 1e-3, "betas": [0.9, 0.999]},
+    },
+}
+
+
+def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
+    """Turn a string from the command line (or a YAML scalar) into the field's type."""
+    ftype = {f.name: f.type for f in fields(cls)}[key]
+    try:
+        if ftype == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if ftype == "float":
+            return float(value)
+        if ftype.startswith("tuple"):
+            if isinstance(value, str):
+                value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+            return tuple(float(v) for v in value)
+        if ftype == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise GenforgeError(f"{source}: {cls.__name__.replace('Config', '').lower()}.{key} must be "
+                            f"{ftype}, got {value!r}") from None
+    return value
+
+
+def deep_update(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_update(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_config_file(path: str | Path) -> dict:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file with sections model, data, train."""
+    path = Path(path)
+    if not path.is_file():
+        raise GenforgeError(f"config file {path} does not exist; check the path given to --config")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise GenforgeError(f"config file {path} must end in .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GenforgeError(f"config file {path} is not valid {path.suffix[1:].upper()}: {first}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise GenforgeError(f"config file {path} must hold a mapping with sections model, data, train")
+    return data
+
+
+def parse_override(text: str) -> dict:
+    """'train.lr=0.001' -> {'train': {'lr': '0.001'}} (typed later by RunConfig.from_dict)."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise GenforgeError(f"--set {text!r} must look like section.key=value, e.g. --set train.lr=0.001")
+    key, value = text.split("=", 1)
+    section, name = key.split(".", 1)
+    return {section.strip(): {name.strip(): yaml.safe_load(value) if value.strip() else ""}}
+
+
+def resolve_config(preset: str | None = None, config_file: str | None = None,
+                   overrides: list[dict] | None = None) -> RunConfig:
+    """defaults < preset < config file < overrides (each a nested dict)."""
+    merged: dict = {}
+    if preset:
+        if preset not in PRESETS:
+            raise GenforgeError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
+        merged = deep_update(merged, PRESETS[preset])
+    if config_file:
+        merged = deep_update(merged, read_config_file(config_file))
+    for o in overrides or []:
+        merged = deep_update(merged, o)
+    return RunConfig.from_dict(merged, source="configuration")
+
+
+def config_diff(saved: RunConfig, new: RunConfig, ignore: tuple[str, ...]) -> list[str]:
+    """Keys (section.key) whose values differ, except those in `ignore`."""
+    a, b = saved.to_dict(), new.to_dict()
+    out = []
+    for section in a:
+        for key in a[section]:
+            name = f"{section}.{key}"
+            if name not in ignore and a[section][key] != b[section][key]:
+                out.append(f"{name}: saved {a[section][key]!r}, now {b[section][key]!r}")
+    return out
+
+
+def replace(cfg: RunConfig, **sections: dict) -> RunConfig:
+    """A copy of cfg with some fields of some sections replaced, re-validated."""
+    return RunConfig(**{s: dataclasses.replace(getattr(cfg, s), **sections.get(s, {}))
+                        for s in ("model", "data", "train")})

@@ -1,0 +1,49 @@
+"""The in-memory dataset every model trains on: images as uint8 (N, C, H, W), labels optional."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class ImageDataset:
+    """Decoded images held once as uint8, converted to float per batch by the training step.
+
+    images: uint8 tensor (N, C, H, W), C in {1, 3}.
+    labels: int64 tensor (N,) of class indices, or None for unlabelled data.
+    class_names: one name per class index when labels are given.
+    name: where the data came from, for logs and reports.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    class_names: list[str] | None = None
+    name: str = ""
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        if self.labels is None:
+            return 0
+        if self.class_names:
+            return len(self.class_names)
+        return int(self.labels.max()) + 1 if len(self.labels) else 0

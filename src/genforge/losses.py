@@ -1,0 +1,61 @@
+"""Losses as small pure functions of tensors. All GAN losses take logits, never probabilities:
+log(sigmoid(t)) = -softplus(-t) and log(1 - sigmoid(t)) = -softplus(t) are exact and do not
+overflow, where sigmoid followed by log does. Every function returns a scalar (batch mean)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+# --- GAN objectives (Goodfellow et al. 2014) ------------------------------------------------------
+# V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))], with D(x) = sigmoid(logit).
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """D maximises log D(x) + log(1 - D(G(z))), i.e. minimises softplus(-real) + softplus(fake).
+
+    The same for the minimax and the non-saturating games; only the generator's side differs.
+    """
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def generator_loss_minimax(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The article's (and the paper's eq. 1) generator: minimise log(1 - D(G(z))) = -softplus(fake).
+
+    Its gradient vanishes when D confidently rejects the fakes (early in training): d/dt = -sigmoid(t).
+    """
+    return -F.softplus(fake_logits).mean()
+
+
+def generator_loss_non_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The paper's practical variant: maximise log D(G(z)), i.e. minimise softplus(-fake).
+
+    Same fixed point, strong gradients early: d/dt = sigmoid(t) - 1.
+    """
+    return F.softplus(-fake_logits).mean()
+
+
+GENERATOR_LOSSES = {"minimax": generator_loss_minimax, "non-saturating": generator_loss_non_saturating}
+
+
+# --- VAE terms (Kingma and Welling 2014) ----------------------------------------------------------
+
+def bernoulli_reconstruction(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """-log p(x|z) for a Bernoulli decoder: binary cross-entropy on logits, summed over pixels,
+    averaged over the batch (nats per image). Targets in [0, 1]."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1).mean()
+
+
+def gaussian_reconstruction(mean: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum of squared errors over pixels, averaged over the batch: -log p(x|z) of a Gaussian with
+    variance 1/2, up to a constant."""
+    return (mean - target).pow(2).flatten(1).sum(1).mean()
+
+
+RECONSTRUCTION_LOSSES = {"bernoulli": bernoulli_reconstruction, "gaussian": gaussian_reconstruction}
+
+
+def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) in closed form (the paper's appendix B):
+    -1/2 * sum(1 + logvar - mean^2 - exp(logvar)), summed over latent dims, batch mean."""
+    return (-0.5 * (1 + logvar - mean.pow(2) - logvar.exp())).sum(1).mean()

@@ -1,0 +1,77 @@
+"""A finished (or running) run, loaded for sampling: ``genforge.load_run(dir).sample(n, seed)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .errors import GenforgeError
+from .models import build_networks, model_spec
+from .sampling import generate_gan, generate_vae, latent_batch, recalibrate_batchnorm
+from .training import checkpoint as ckpt
+from .training.loop import CONFIG_FILE, resolve_device
+
+
+@dataclass
+class Run:
+    """The networks of a run at its newest checkpoint, in eval mode, on `device`."""
+
+    run_dir: Path
+    config: RunConfig
+    family: str
+    step: int
+    networks: dict[str, nn.Module]
+    device: torch.device
+
+    @property
+    def generator(self) -> nn.Module:
+        return self.networks["generator"]
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed."""
+        if n <= 0:
+            raise GenforgeError(f"number of samples must be positive, got {n}")
+        if labels is not None:
+            raise GenforgeError(f"model {self.config.model.name} is unconditional; sample it without labels")
+        z = latent_batch(n, self.config.model.latent_dim, seed, self.device)
+        if self.family == "gan":
+            return generate_gan(self.generator, z).cpu()
+        return generate_vae(self.networks["vae"], z, self.config.train.reconstruction).cpu()
+
+
+def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None) -> Run:
+    """Load a run directory's newest checkpoint (or `checkpoint`) for sampling.
+
+    GANs use the averaged (EMA) generator when the run kept one, with its batch-norm statistics
+    re-estimated for those weights (see sampling.recalibrate_batchnorm).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise GenforgeError(f"{run_dir} is not a genforge run directory (no {CONFIG_FILE}); "
+                            "pass the --out folder of genforge train")
+    found = ckpt.list_checkpoints(run_dir)
+    if checkpoint is None and not found:
+        raise GenforgeError(f"{run_dir} has no checkpoint yet; train it with genforge train first")
+    payload = ckpt.load_checkpoint(Path(checkpoint) if checkpoint else found[-1][1])
+    try:
+        cfg = RunConfig.from_dict(payload["config"], source="checkpoint config")
+        family = model_spec(cfg.model.name).family
+        torch_device = resolve_device(device)
+        networks = build_networks(cfg.model)
+        for name, net in networks.items():
+            net.load_state_dict(payload["networks"][name])
+        if family == "gan" and payload.get("ema"):
+            networks["generator"].load_state_dict(payload["ema"]["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise GenforgeError(f"checkpoint of {run_dir} does not match its model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:100]}); it was written by another version or edited") from None
+    for net in networks.values():
+        net.to(torch_device).eval().requires_grad_(False)
+    if family == "gan":
+        networks["generator"] = recalibrate_batchnorm(networks["generator"], cfg.model.latent_dim, torch_device)
+    return Run(run_dir, cfg, family, int(payload["step"]), networks, torch_device)

@@ -1,0 +1,102 @@
+"""Turning trained networks into pictures: latent batches, generation, grids and PNG files."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+def latent_batch(n: int, latent_dim: int, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """n latent vectors from N(0, I), the same for the same seed on every device (drawn on the CPU)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, latent_dim, generator=generator).to(device)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(generator: nn.Module, latent_dim: int, device: torch.device | str,
+                          batches: int = 8, batch_size: int = 128, seed: int = 12345) -> nn.Module:
+    """A copy of `generator` whose batch-norm statistics are re-estimated from its own outputs.
+
+    The averaged (EMA) generator's weights differ from the live one whose running statistics it
+    carries; recomputing them on fresh latents (as SWA's update_bn does) keeps eval-mode samples
+    consistent with the averaged weights. Deterministic: fixed seed, cumulative averages.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return generator
+    model = copy.deepcopy(generator)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the batches below
+    model.train()
+    for i in range(batches):
+        model(latent_batch(batch_size, latent_dim, seed + i, device))
+    return model.eval()
+
+
+@torch.no_grad()
+def generate_gan(generator: nn.Module, z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Images in [0, 1] from a generator whose outputs are in [-1, 1]."""
+    generator.eval()
+    out = [generator(chunk).float() for chunk in z.split(batch_size)]
+    return torch.cat(out).add_(1).mul_(0.5).clamp_(0, 1)
+
+
+@torch.no_grad()
+def generate_vae(vae: nn.Module, z: torch.Tensor, reconstruction: str, batch_size: int = 500) -> torch.Tensor:
+    """Decoder means in [0, 1]: sigmoid of the Bernoulli logits, or the Gaussian means clamped."""
+    vae.eval()
+    out = []
+    for chunk in z.split(batch_size):
+        x = vae.decode(chunk).float()
+        out.append(torch.sigmoid(x) if reconstruction == "bernoulli" else x.clamp(0, 1))
+    return torch.cat(out)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats to uint8, or uint8 unchanged."""
+    if images.dtype == torch.uint8:
+        return images.cpu()
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """(N, C, H, W) images ([0, 1] floats or uint8) to one H x W x C uint8 array, nrow per row."""
+    images = to_uint8(images)
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = torch.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value, dtype=torch.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + k * (w + padding)
+        grid[:, top:top + h, left:left + w] = images[i]
+    return grid.permute(1, 2, 0).numpy()
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Save an H x W x C uint8 array as PNG (gray for one channel), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode_array = array[..., 0] if array.shape[-1] == 1 else array
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(mode_array).save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    return save_png(make_grid(images, nrow), path)
+
+
+def save_separate(images: torch.Tensor, folder: str | Path, prefix: str = "sample") -> list[Path]:
+    """One PNG per image: folder/sample-00000.png, ..."""
+    images = to_uint8(images)
+    return [save_png(img.permute(1, 2, 0).numpy(), Path(folder) / f"{prefix}-{i:05d}.png") for i, img in enumerate(images)]

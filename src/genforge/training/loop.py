@@ -1,0 +1,325 @@
+"""The one training loop, the same for every model family.
+
+Each iteration runs these phases in this order (after NVlabs/edm2's training_loop):
+  report -> snapshot -> checkpoint -> done? -> step -> EMA
+What differs between families lives in the step function (training/steps.py), not here.
+
+Resume by rerunning the same command: if the run directory holds checkpoints, the newest one is
+loaded (networks, optimisers, EMA, step, every RNG state) and training continues exactly where it
+stopped; on CPU the result is bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from .. import __version__
+from ..config import RunConfig, config_diff
+from ..data import ImageDataset, load_dataset
+from ..errors import GenforgeError
+from ..models import build_networks, model_spec
+from ..sampling import generate_gan, generate_vae, latent_batch, recalibrate_batchnorm, save_grid
+from . import checkpoint as ckpt
+from .ema import EMA
+from .report import Reporter, truncate_metrics
+from .steps import STEPS, Batch, Precision, vae_test_loss
+
+# Settings a resumed run may change; any other difference from the saved config is an error.
+RESUMABLE_CHANGES = ("train.steps", "train.device", "train.log_every", "train.sample_every",
+                     "train.checkpoint_every", "train.keep_checkpoints")
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SAMPLE_GRID_SIZE = 64
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenforgeError("--device cuda was asked for but no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+    return torch.device(name)
+
+
+def load_training_data(cfg: RunConfig, split: str | None = None) -> ImageDataset:
+    d = cfg.data
+    return load_dataset(d.name, d.root or None, split or d.split, d.image_size or None, d.channels or None)
+
+
+def resolve_model(cfg: RunConfig, data: ImageDataset) -> RunConfig:
+    """Fill the model settings left at 0 from the model's defaults and the data's shape."""
+    spec = model_spec(cfg.model.name)
+    m = cfg.model
+    if m.image_size and m.image_size != data.image_size:
+        raise GenforgeError(f"model.image_size is {m.image_size} but the data is {data.image_size}x{data.image_size}; "
+                            f"resize the data with --set data.image_size={m.image_size}")
+    if m.channels and m.channels != data.channels:
+        raise GenforgeError(f"model.channels is {m.channels} but the data has {data.channels}; "
+                            f"convert with --set data.channels={m.channels}")
+    model = dataclasses.replace(m, latent_dim=m.latent_dim or spec.latent_dim, width=m.width or spec.width,
+                                image_size=data.image_size, channels=data.channels)
+    return dataclasses.replace(cfg, model=model)
+
+
+def save_config(run_dir: Path, cfg: RunConfig) -> None:
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    ckpt.atomic_write_bytes(run_dir / CONFIG_FILE, text.encode())
+
+
+def read_saved_config(run_dir: Path) -> RunConfig:
+    path = run_dir / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise GenforgeError(f"{path} cannot be read ({type(exc).__name__}); the run directory is damaged") from None
+    return RunConfig.from_dict(data, source=str(path))
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> bool:
+    """Create the run directory, or check that an existing one belongs to this configuration.
+
+    Returns True when the run directory already existed (a resume). Nothing is written before the
+    checks pass, so a refused command leaves the directory as it was.
+    """
+    if (run_dir / CONFIG_FILE).is_file():
+        saved = read_saved_config(run_dir)
+        conflicts = config_diff(saved, cfg, RESUMABLE_CHANGES)
+        if conflicts:
+            raise GenforgeError(f"{run_dir} holds a run with other settings ({'; '.join(conflicts[:3])}); "
+                                "rerun with the saved settings to resume, or choose a new --out")
+        if saved != cfg:
+            save_config(run_dir, cfg)  # record the new step count / device
+        return True
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise GenforgeError(f"{run_dir} exists and is not a genforge run (no {CONFIG_FILE}); "
+                            "choose a new --out or empty that folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(run_dir, cfg)
+    return False
+
+
+def make_optimizer(cfg: RunConfig, params, lr: float) -> torch.optim.Optimizer:
+    t = cfg.train
+    # foreach=True: one fused kernel launch per parameter group instead of one per tensor.
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=t.betas, foreach=True)
+    return torch.optim.SGD(params, lr=lr, momentum=t.momentum, foreach=True)
+
+
+def make_optimizers(cfg: RunConfig, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+    lr = {"discriminator": cfg.train.lr_d or cfg.train.lr}
+    return {name: make_optimizer(cfg, net.parameters(), lr.get(name, cfg.train.lr)) for name, net in nets.items()}
+
+
+class BatchSampler:
+    """The batch for step s is a function of (seed, s) alone: each epoch is a fresh permutation
+    seeded by (seed, epoch), drop-last. So resuming at step s needs no sampler state."""
+
+    def __init__(self, data: ImageDataset, batch_size: int, seed: int, device: torch.device):
+        if batch_size > len(data):
+            raise GenforgeError(f"batch size {batch_size} is larger than the dataset ({len(data)} images); "
+                                f"use --batch-size {len(data)} or less")
+        self.images = data.images.to(device)  # uint8 on the device, converted per batch
+        self.labels = data.labels.to(device) if data.labels is not None else None
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.per_epoch = len(data) // batch_size
+        self._epoch, self._order = -1, None
+
+    def __call__(self, step: int) -> Batch:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = torch.randperm(len(self.images), generator=g).to(self.device)
+            self._epoch = epoch
+        idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+        labels = self.labels.index_select(0, idx) if self.labels is not None else None
+        return Batch(self.images.index_select(0, idx), labels)
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    samples: Path | None = None
+    stopped_by_signal: str | None = None
+    test: dict = field(default_factory=dict)
+
+
+class _StopFlag:
+    """SIGINT / SIGTERM ask the loop to checkpoint and stop after the current step."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResult:
+    """Train (or resume) the run in `run_dir` to cfg.train.steps. Returns where things were written."""
+    run_dir = Path(run_dir)
+    t = cfg.train
+    device = resolve_device(t.device)
+    family = model_spec(cfg.model.name).family
+    data = load_training_data(cfg)
+    cfg = resolve_model(cfg, data)
+
+    # Build everything before touching the run directory, so bad settings destroy nothing.
+    torch.manual_seed(t.seed)
+    nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
+    sampler = BatchSampler(data, t.batch_size, t.seed, device)
+    resumed = prepare_run_dir(run_dir, cfg)
+    opts = make_optimizers(cfg, nets)
+    precision = Precision(device, t.precision, list(nets))
+    ema = EMA(nets["generator"], t.ema_decay) if family == "gan" and t.ema_decay > 0 else None
+    step_fn = STEPS[family]
+    fixed_latent = latent_batch(SAMPLE_GRID_SIZE, cfg.model.latent_dim, t.seed + 1, device)
+
+    step = 0
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    if resumed and checkpoints:
+        payload = ckpt.load_checkpoint(checkpoints[-1][1], map_location=device)
+        for name, net in nets.items():
+            net.load_state_dict(payload["networks"][name])
+        for name, opt in opts.items():
+            opt.load_state_dict(payload["optimizers"][name])
+        if ema is not None:
+            ema.load_state_dict(payload["ema"])
+        precision.load_state_dict(payload.get("scalers", {}))
+        ckpt.restore_rng_state(payload["rng"])
+        step = int(payload["step"])
+    truncate_metrics(run_dir / METRICS_FILE, step)
+    start_step = step
+
+    def save_checkpoint() -> Path:
+        payload = {
+            "format": "genforge-checkpoint", "version": __version__, "step": step, "family": family,
+            "config": cfg.to_dict(),
+            "networks": {n: net.state_dict() for n, net in nets.items()},
+            "optimizers": {n: o.state_dict() for n, o in opts.items()},
+            "ema": ema.state_dict() if ema is not None else None,
+            "scalers": precision.state_dict(),
+            "rng": ckpt.capture_rng_state(),
+        }
+        path = ckpt.checkpoint_path(run_dir, step)
+        path.parent.mkdir(exist_ok=True)
+        ckpt.save_checkpoint(path, payload)
+        for _, old in ckpt.list_checkpoints(run_dir)[:-t.keep_checkpoints]:
+            old.unlink()
+        return path
+
+    def snapshot() -> Path:
+        if family == "gan":
+            generator = recalibrate_batchnorm(ema.model if ema else nets["generator"], cfg.model.latent_dim, device)
+            images = generate_gan(generator, fixed_latent)
+            nets["generator"].train()
+        else:
+            images = generate_vae(nets["vae"], fixed_latent, t.reconstruction)
+            nets["vae"].train()
+        path = save_grid(images, run_dir / "samples" / f"step-{step:07d}.png", nrow=8)
+        save_grid(images, run_dir / "samples" / "latest.png", nrow=8)
+        return path
+
+    reporter = Reporter(run_dir / METRICS_FILE, t.steps, start_step, quiet)
+    if resumed and start_step:
+        reporter.message(f"resuming {run_dir} from step {start_step}")
+    sums: dict[str, torch.Tensor] = {}
+    window_steps, window_start = 0, time.perf_counter()
+    last_sample: Path | None = None
+    result = TrainResult(run_dir, step)
+    for net in nets.values():
+        net.train()
+
+    with _StopFlag() as stop:
+        while True:
+            done = step >= t.steps
+            stopping = done or stop.signal_name is not None
+
+            # Report: the only host synchronisation, every log_every steps.
+            # Also before every checkpoint, so that a NaN is never saved over a good state.
+            if window_steps and (step % t.log_every == 0 or step % t.checkpoint_every == 0 or stopping):
+                values = {k: (v / window_steps).item() for k, v in sums.items()}
+                bad = [k for k, v in values.items() if not torch.isfinite(torch.tensor(v))]
+                if bad:
+                    raise GenforgeError(_diverged_message(run_dir, step, bad))
+                elapsed = time.perf_counter() - window_start
+                values["images_per_s"] = window_steps * t.batch_size / max(elapsed, 1e-9)
+                reporter.record(step, t.steps, values)
+                sums, window_steps, window_start = {}, 0, time.perf_counter()
+
+            # Snapshot: a sample grid from the fixed latent batch.
+            if (step % t.sample_every == 0 and step > start_step) or (done and last_sample is None):
+                last_sample = snapshot()
+
+            # Checkpoint (never over a good one: losses were checked just above).
+            if step > start_step and (step % t.checkpoint_every == 0 or stopping):
+                save_checkpoint()
+
+            # Done?
+            if done:
+                break
+            if stop.signal_name is not None:
+                reporter.message(f"{stop.signal_name}: checkpoint saved at step {step}; rerun the same command to resume")
+                result.stopped_by_signal = stop.signal_name
+                break
+
+            # Step.
+            losses = step_fn(nets, opts, sampler(step), cfg, precision)
+            for k, v in losses.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            window_steps += 1
+
+            # EMA of the generator.
+            if ema is not None:
+                ema.update(nets["generator"])
+            step += 1
+            reporter.advance(1)
+
+    reporter.close()
+    result.step, result.samples = step, last_sample or (run_dir / "samples" / "latest.png")
+    if family == "vae" and done:
+        result.test = _vae_test(cfg, nets["vae"], device, run_dir, step)
+        if result.test and not quiet:
+            print(f"test negative ELBO {result.test['loss']:.2f} nats/image "
+                  f"(reconstruction {result.test['reconstruction']:.2f}, KL {result.test['kl']:.2f})", flush=True)
+    return result
+
+
+def _vae_test(cfg: RunConfig, vae: nn.Module, device: torch.device, run_dir: Path, step: int) -> dict:
+    """The VAE's loss on the dataset's test split, when it has one; logged to metrics.jsonl."""
+    try:
+        test = load_training_data(cfg, split="test")
+    except GenforgeError:
+        return {}
+    values = vae_test_loss(vae, test.images.to(device), cfg)
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **{f"test_{k}": round(v, 6) for k, v in values.items()}}) + "\n")
+    return values
+
+
+def _diverged_message(run_dir: Path, step: int, bad: list[str]) -> str:
+    kept = ckpt.list_checkpoints(run_dir)
+    where = f"the last good checkpoint (step {kept[-1][0]}) is kept" if kept else "no checkpoint was written"
+    return (f"{', '.join(bad)} became NaN or infinite before step {step}; {where}; "
+            "lower --lr or change the loss, then rerun")

@@ -1,0 +1,81 @@
+"""Status lines a person can read and metrics.jsonl records a program can parse."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .checkpoint import atomic_write_bytes
+
+try:
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover - tqdm is a dependency, this is belt and braces
+    tqdm = None
+
+
+def format_values(values: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+
+
+class Reporter:
+    """A tqdm bar on a terminal, plain lines otherwise; every record also goes to metrics.jsonl."""
+
+    def __init__(self, metrics_path: Path, total_steps: int, start_step: int, quiet: bool = False):
+        self.metrics_path = metrics_path
+        self.quiet = quiet
+        self.bar = None
+        if not quiet and tqdm is not None and sys.stderr.isatty():
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
+
+    def advance(self, steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+
+    def record(self, step: int, total: int, values: dict[str, float]) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in values.items()}}) + "\n")
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix_str(format_values(values), refresh=True)
+        else:
+            print(f"step {step}/{total}  {format_values(values)}", flush=True)
+
+    def message(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop records after `last_step` (written by a run that died after its last checkpoint)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= last_step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+    atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        return []
+    out = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

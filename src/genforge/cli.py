@@ -49,7 +49,7 @@ def _add_train(sub) -> None:
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="numeric precision of the forward passes")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any setting, e.g. --set train.ema_decay=0 (repeatable)")
+                   help="override any setting, e.g. --set gan.ema_decay=0 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_train)
@@ -101,6 +101,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--run", required=True, help="run directory written by genforge train")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same images")
+    p.add_argument("--class", dest="class_", metavar="K|all",
+                   help="class-conditional models: draw class K, or 'all' for one row per class")
     p.add_argument("--out", default="samples.png", help="PNG file for the grid, or a folder with --separate")
     p.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
     p.add_argument("--separate", action="store_true", help="write one PNG per image into the --out folder")
@@ -112,13 +114,28 @@ def _cmd_sample(args) -> int:
     from .run import load_run
     from .sampling import save_grid, save_separate
 
+    import torch
+
     run = load_run(args.run, device=args.device)
-    images = run.sample(args.n, seed=args.seed)
+    labels, nrow = None, args.nrow or None
+    if args.class_ == "all":
+        classes = run.config.model.num_classes
+        if not classes:
+            raise GenforgeError(f"--class all needs a class-conditional model; {run.config.model.name} is not one")
+        per_class = max(1, args.n // classes)
+        labels, nrow = torch.arange(classes).repeat_interleave(per_class), per_class
+        args.n = len(labels)
+    elif args.class_ is not None:
+        try:
+            labels = torch.tensor([int(args.class_)])
+        except ValueError:
+            raise GenforgeError(f"--class takes a class index or 'all', got {args.class_!r}") from None
+    images = run.sample(args.n, seed=args.seed, labels=labels)
     if args.separate:
         paths = save_separate(images, args.out)
         print(f"wrote {len(paths)} images to {args.out}")
     else:
-        print(f"wrote {save_grid(images, args.out, nrow=args.nrow or None)}")
+        print(f"wrote {save_grid(images, args.out, nrow=nrow)}")
     return 0
 
 
@@ -167,7 +184,7 @@ def _cmd_info(args) -> int:
 
         run = load_run(run_dir)
         for name, net in run.networks.items():
-            print(f"{name + ':':<13}{sum(p.numel() for p in net.parameters()):,} parameters")
+            print(f"{name + ':':<14} {sum(p.numel() for p in net.parameters()):,} parameters")
     return 0
 
 

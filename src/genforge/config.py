@@ -77,20 +77,10 @@ class TrainConfig:
     """'adam' or 'sgd' (plain gradient descent, optional momentum)."""
     lr: float = 2e-4
     """Learning rate (both networks of a GAN unless lr_d is set)."""
-    lr_d: float = 0.0
-    """Discriminator learning rate for GANs; 0 means the same as lr."""
     betas: tuple[float, float] = (0.5, 0.999)
     """Adam's beta1 and beta2 (0.5 for GANs as in Radford et al. 2015)."""
     momentum: float = 0.0
     """SGD momentum."""
-    gan_loss: str = "non-saturating"
-    """GAN objective: 'non-saturating' (Goodfellow et al. 2014, section 3) or 'minimax' (the article's)."""
-    reconstruction: str = "bernoulli"
-    """VAE likelihood: 'bernoulli' (BCE on logits) or 'gaussian' (sum of squared errors)."""
-    kl_weight: float = 1.0
-    """Weight of the KL term in the VAE loss (1 is the ELBO)."""
-    ema_decay: float = 0.999
-    """Decay of the generator's exponential moving average used for sampling; 0 turns it off."""
     seed: int = 0
     """Seed for initialisation, data order and noise; the same seed gives the same run on CPU."""
     device: str = "auto"
@@ -112,16 +102,9 @@ class TrainConfig:
         _check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
         _check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
         _check(self.lr > 0, f"train.lr must be positive, got {self.lr}; use e.g. 0.0002")
-        _check(self.lr_d >= 0, f"train.lr_d must be >= 0, got {self.lr_d}")
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                f"train.betas must be two numbers in [0, 1), got {list(self.betas)}")
         _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
-        _check(self.gan_loss in ("non-saturating", "minimax"),
-               f"train.gan_loss must be non-saturating or minimax, got {self.gan_loss!r}")
-        _check(self.reconstruction in ("bernoulli", "gaussian"),
-               f"train.reconstruction must be bernoulli or gaussian, got {self.reconstruction!r}")
-        _check(self.kl_weight >= 0, f"train.kl_weight must be >= 0, got {self.kl_weight}")
-        _check(0 <= self.ema_decay < 1, f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"train.device must be auto, cpu or cuda, got {self.device!r}")
         _check(self.precision in ("fp32", "bf16", "fp16"),
@@ -131,12 +114,50 @@ class TrainConfig:
 
 
 @dataclass
+class GANConfig:
+    """Settings used only by GAN families."""
+
+    loss: str = "non-saturating"
+    """GAN objective: 'non-saturating' (Goodfellow et al. 2014, section 3) or 'minimax' (the article's eq. 1)."""
+    lr_d: float = 0.0
+    """Discriminator learning rate; 0 means the same as train.lr."""
+    ema_decay: float = 0.999
+    """Decay of the generator's exponential moving average used for sampling; 0 turns it off."""
+
+    def __post_init__(self) -> None:
+        _check(self.loss in ("non-saturating", "minimax"),
+               f"gan.loss must be non-saturating or minimax, got {self.loss!r}")
+        _check(self.lr_d >= 0, f"gan.lr_d must be >= 0, got {self.lr_d}")
+        _check(0 <= self.ema_decay < 1, f"gan.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class VAEConfig:
+    """Settings used only by VAE families."""
+
+    reconstruction: str = "bernoulli"
+    """Likelihood p(x|z): 'bernoulli' (BCE on logits) or 'gaussian' (sum of squared errors)."""
+    kl_weight: float = 1.0
+    """Weight of the KL term (1 gives the ELBO)."""
+
+    def __post_init__(self) -> None:
+        _check(self.reconstruction in ("bernoulli", "gaussian"),
+               f"vae.reconstruction must be bernoulli or gaussian, got {self.reconstruction!r}")
+        _check(self.kl_weight >= 0, f"vae.kl_weight must be >= 0, got {self.kl_weight}")
+
+
+@dataclass
 class RunConfig:
-    """Everything that defines a run. Saved as config.yaml in the run directory."""
+    """Everything that defines a run. Saved as config.yaml in the run directory.
+
+    Each field is a section; a new section is one line here plus one entry in SECTIONS below.
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -148,13 +169,13 @@ class RunConfig:
         d = d or {}
         if not isinstance(d, dict):
             raise GenforgeError(f"{source}: expected sections model/data/train, got {type(d).__name__}")
-        unknown = set(d) - {"model", "data", "train"}
+        unknown = set(d) - set(SECTIONS)
         if unknown:
-            raise GenforgeError(f"{source}: unknown section(s) {sorted(unknown)}; the sections are model, data, train")
+            raise GenforgeError(f"{source}: unknown section(s) {sorted(unknown)}; the sections are {', '.join(SECTIONS)}")
         parts = {}
         for f in fields(cls):
             section = d.get(f.name) or {}
-            sub_cls = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}[f.name]
+            sub_cls = SECTIONS[f.name]
             if not isinstance(section, dict):
                 raise GenforgeError(f"{source}: section {f.name} must be a mapping")
             names = {g.name for g in fields(sub_cls)}
@@ -167,6 +188,10 @@ class RunConfig:
             except TypeError as exc:
                 raise GenforgeError(f"{source}: {exc}") from None
         return cls(**parts)
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
+                             "gan": GANConfig, "vae": VAEConfig}
 
 
 # Presets: named partial configurations, applied before the config file and the flags.
@@ -229,7 +254,7 @@ def deep_update(base: dict, update: dict) -> dict:
 
 
 def read_config_file(path: str | Path) -> dict:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) file with sections model, data, train."""
+    """Read a YAML (.yaml/.yml) or TOML (.toml) file whose top-level keys are sections (model, data, train, ...)."""
     path = Path(path)
     if not path.is_file():
         raise GenforgeError(f"config file {path} does not exist; check the path given to --config")
@@ -289,5 +314,4 @@ def config_diff(saved: RunConfig, new: RunConfig, ignore: tuple[str, ...]) -> li
 
 def replace(cfg: RunConfig, **sections: dict) -> RunConfig:
     """A copy of cfg with some fields of some sections replaced, re-validated."""
-    return RunConfig(**{s: dataclasses.replace(getattr(cfg, s), **sections.get(s, {}))
-                        for s in ("model", "data", "train")})
+    return RunConfig(**{s: dataclasses.replace(getattr(cfg, s), **sections.get(s, {})) for s in SECTIONS})

@@ -1,8 +1,11 @@
 """Losses as small pure functions of tensors. All GAN losses take logits, never probabilities:
 log(sigmoid(t)) = -softplus(-t) and log(1 - sigmoid(t)) = -softplus(t) are exact and do not
-overflow, where sigmoid followed by log does. Every function returns a scalar (batch mean)."""
+overflow, where sigmoid followed by log does. Losses return a scalar (batch mean); the
+importance-weight helpers at the end return one value per image."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -59,3 +62,37 @@ def kl_to_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Ten
     """KL(N(mean, exp(logvar)) || N(0, I)) in closed form (the paper's appendix B):
     -1/2 * sum(1 + logvar - mean^2 - exp(logvar)), summed over latent dims, batch mean."""
     return (-0.5 * (1 + logvar - mean.pow(2) - logvar.exp())).sum(1).mean()
+
+
+# --- importance weights (Burda et al. 2016, "Importance weighted autoencoders") --------------------
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_normal(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(logvar))), summed over the last dimension."""
+    return (-0.5 * (LOG_2PI + logvar + (x - mean).pow(2) / logvar.exp())).sum(-1)
+
+
+def reconstruction_log_likelihood(out: torch.Tensor, target: torch.Tensor, reconstruction: str) -> torch.Tensor:
+    """log p(x|z) per image (summed over pixels, not averaged), for either decoder.
+
+    bernoulli: -BCE(logits, x). gaussian: the same convention as gaussian_reconstruction, i.e.
+    variance 1/2, with its normalising constant -D/2 * log(pi) so that it is a true log density.
+    """
+    if reconstruction == "bernoulli":
+        return -F.binary_cross_entropy_with_logits(out, target, reduction="none").flatten(1).sum(1)
+    d = target[0].numel()
+    return -(out - target).pow(2).flatten(1).sum(1) - 0.5 * d * math.log(math.pi)
+
+
+def log_importance_weights(target: torch.Tensor, out: torch.Tensor, z: torch.Tensor, mean: torch.Tensor,
+                           logvar: torch.Tensor, reconstruction: str) -> torch.Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x) for one z per row (eq. 5 of Burda et al.).
+
+    logsumexp over K such weights minus log K is the IWAE bound on log p(x); with K = 1 its
+    expectation is the ELBO.
+    """
+    log_prior = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+    log_posterior = log_normal(z, mean, logvar)
+    return reconstruction_log_likelihood(out, target, reconstruction) + log_prior - log_posterior

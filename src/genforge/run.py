@@ -36,12 +36,31 @@ class Run:
         """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed."""
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
-        if labels is not None:
-            raise GenforgeError(f"model {self.config.model.name} is unconditional; sample it without labels")
+        labels = self.check_labels(n, labels)
         z = latent_batch(n, self.config.model.latent_dim, seed, self.device)
         if self.family == "gan":
-            return generate_gan(self.generator, z).cpu()
-        return generate_vae(self.networks["vae"], z, self.config.train.reconstruction).cpu()
+            return generate_gan(self.generator, z, labels).cpu()
+        return generate_vae(self.networks["vae"], z, self.config.vae.reconstruction, labels).cpu()
+
+    def check_labels(self, n: int, labels) -> torch.Tensor | None:
+        """Labels as a tensor of n class indices on the device, or None for unconditional models."""
+        classes = self.config.model.num_classes
+        if not classes:
+            if labels is not None:
+                raise GenforgeError(f"model {self.config.model.name} is unconditional; sample it without a class")
+            return None
+        if labels is None:
+            raise GenforgeError(f"model {self.config.model.name} is class-conditional; give a class "
+                                f"(--class 0..{classes - 1} or --class all)")
+        labels = torch.as_tensor(labels, dtype=torch.long).flatten()
+        if labels.numel() == 1:
+            labels = labels.expand(n)
+        if labels.numel() != n:
+            raise GenforgeError(f"{labels.numel()} labels for {n} samples; give one label or one per sample")
+        if labels.min() < 0 or labels.max() >= classes:
+            raise GenforgeError(f"class {int(labels.max() if labels.max() >= classes else labels.min())} is out of "
+                                f"range; this model has classes 0..{classes - 1}")
+        return labels.to(self.device)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None) -> Run:
@@ -73,5 +92,6 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
     for net in networks.values():
         net.to(torch_device).eval().requires_grad_(False)
     if family == "gan":
-        networks["generator"] = recalibrate_batchnorm(networks["generator"], cfg.model.latent_dim, torch_device)
+        networks["generator"] = recalibrate_batchnorm(networks["generator"], cfg.model.latent_dim, torch_device,
+                                                      num_classes=cfg.model.num_classes)
     return Run(run_dir, cfg, family, int(payload["step"]), networks, torch_device)

@@ -22,6 +22,9 @@ class ModelSpec:
     """Default latent size."""
     width: int
     """Default base width."""
+    conditional: bool = False
+    """Class-conditional: networks take labels (generator(z, labels), discriminator(x, labels),
+    vae.encode(x, labels), vae.decode(z, labels)); model.num_classes is taken from the data."""
 
 
 MODELS: dict[str, ModelSpec] = {

@@ -64,8 +64,14 @@ def resolve_model(cfg: RunConfig, data: ImageDataset) -> RunConfig:
     if m.channels and m.channels != data.channels:
         raise GenforgeError(f"model.channels is {m.channels} but the data has {data.channels}; "
                             f"convert with --set data.channels={m.channels}")
+    num_classes = 0
+    if spec.conditional:
+        if data.labels is None:
+            raise GenforgeError(f"model {m.name} is class-conditional but dataset {cfg.data.name} has no labels; "
+                                "use a labelled dataset (e.g. a folder with one subfolder per class)")
+        num_classes = data.num_classes
     model = dataclasses.replace(m, latent_dim=m.latent_dim or spec.latent_dim, width=m.width or spec.width,
-                                image_size=data.image_size, channels=data.channels)
+                                image_size=data.image_size, channels=data.channels, num_classes=num_classes)
     return dataclasses.replace(cfg, model=model)
 
 
@@ -115,7 +121,7 @@ def make_optimizer(cfg: RunConfig, params, lr: float) -> torch.optim.Optimizer:
 
 
 def make_optimizers(cfg: RunConfig, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-    lr = {"discriminator": cfg.train.lr_d or cfg.train.lr}
+    lr = {"discriminator": cfg.gan.lr_d or cfg.train.lr}
     return {name: make_optimizer(cfg, net.parameters(), lr.get(name, cfg.train.lr)) for name, net in nets.items()}
 
 
@@ -192,9 +198,12 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     resumed = prepare_run_dir(run_dir, cfg)
     opts = make_optimizers(cfg, nets)
     precision = Precision(device, t.precision, list(nets))
-    ema = EMA(nets["generator"], t.ema_decay) if family == "gan" and t.ema_decay > 0 else None
+    ema = EMA(nets["generator"], cfg.gan.ema_decay) if family == "gan" and cfg.gan.ema_decay > 0 else None
     step_fn = STEPS[family]
     fixed_latent = latent_batch(SAMPLE_GRID_SIZE, cfg.model.latent_dim, t.seed + 1, device)
+    # Conditional models: one row of 8 per class, cycling through the classes.
+    fixed_labels = (torch.arange(SAMPLE_GRID_SIZE, device=device) // 8 % cfg.model.num_classes
+                    if cfg.model.num_classes else None)
 
     step = 0
     checkpoints = ckpt.list_checkpoints(run_dir)
@@ -231,11 +240,12 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
 
     def snapshot() -> Path:
         if family == "gan":
-            generator = recalibrate_batchnorm(ema.model if ema else nets["generator"], cfg.model.latent_dim, device)
-            images = generate_gan(generator, fixed_latent)
+            generator = recalibrate_batchnorm(ema.model if ema else nets["generator"], cfg.model.latent_dim,
+                                              device, num_classes=cfg.model.num_classes)
+            images = generate_gan(generator, fixed_latent, fixed_labels)
             nets["generator"].train()
         else:
-            images = generate_vae(nets["vae"], fixed_latent, t.reconstruction)
+            images = generate_vae(nets["vae"], fixed_latent, cfg.vae.reconstruction, fixed_labels)
             nets["vae"].train()
         path = save_grid(images, run_dir / "samples" / f"step-{step:07d}.png", nrow=8)
         save_grid(images, run_dir / "samples" / "latest.png", nrow=8)
@@ -312,7 +322,8 @@ def _vae_test(cfg: RunConfig, vae: nn.Module, device: torch.device, run_dir: Pat
         test = load_training_data(cfg, split="test")
     except GenforgeError:
         return {}
-    values = vae_test_loss(vae, test.images.to(device), cfg)
+    labels = test.labels.to(device) if test.labels is not None else None
+    values = vae_test_loss(vae, test.images.to(device), cfg, labels=labels)
     with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **{f"test_{k}": round(v, 6) for k, v in values.items()}}) + "\n")
     return values

@@ -70,11 +70,14 @@ def gan_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
     generator, discriminator = nets["generator"], nets["discriminator"]
     real = to_signed(batch.images)
     z = torch.randn(real.shape[0], cfg.model.latent_dim, device=real.device)
+    # Conditional models see the batch's labels: fakes are drawn for the real batch's classes.
+    cond = (batch.labels,) if cfg.model.num_classes else ()
 
     # Discriminator: maximise log D(x) + log(1 - D(G(z))) (fakes detached: G is not updated here).
     with precision.context():
-        fake = generator(z)
-        loss_d = losses.discriminator_loss(discriminator(real).float(), discriminator(fake.detach()).float())
+        fake = generator(z, *cond)
+        loss_d = losses.discriminator_loss(discriminator(real, *cond).float(),
+                                           discriminator(fake.detach(), *cond).float())
     opts["discriminator"].zero_grad(set_to_none=True)
     precision.backward_step("discriminator", loss_d, opts["discriminator"])
 
@@ -82,7 +85,7 @@ def gan_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
     # log(1 - D(G(z)))). D's weights get no gradient here, which also saves their backward pass.
     discriminator.requires_grad_(False)
     with precision.context():
-        loss_g = losses.GENERATOR_LOSSES[cfg.train.gan_loss](discriminator(fake).float())
+        loss_g = losses.GENERATOR_LOSSES[cfg.gan.loss](discriminator(fake, *cond).float())
     opts["generator"].zero_grad(set_to_none=True)
     precision.backward_step("generator", loss_g, opts["generator"])
     discriminator.requires_grad_(True)
@@ -93,12 +96,13 @@ def vae_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
              cfg: RunConfig, precision: Precision) -> dict[str, torch.Tensor]:
     vae = nets["vae"]
     x = to_unit(batch.images)
+    cond = (batch.labels,) if cfg.model.num_classes else ()
     # Negative ELBO = -E_q[log p(x|z)] + KL(q(z|x) || p(z)), in nats per image.
     with precision.context():
-        out, mean, logvar = vae(x)
-    reconstruction = losses.RECONSTRUCTION_LOSSES[cfg.train.reconstruction](out.float(), x)
+        out, mean, logvar = vae(x, *cond)
+    reconstruction = losses.RECONSTRUCTION_LOSSES[cfg.vae.reconstruction](out.float(), x)
     kl = losses.kl_to_standard_normal(mean.float(), logvar.float())
-    loss = reconstruction + cfg.train.kl_weight * kl
+    loss = reconstruction + cfg.vae.kl_weight * kl
     opts["vae"].zero_grad(set_to_none=True)
     precision.backward_step("vae", loss, opts["vae"])
     return {"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()}
@@ -109,21 +113,22 @@ STEPS = {"gan": gan_step, "vae": vae_step}
 
 @torch.no_grad()
 def vae_test_loss(vae: nn.Module, images: torch.Tensor, cfg: RunConfig, batch_size: int = 500,
-                  seed: int = 0) -> dict[str, float]:
+                  seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, float]:
     """Negative ELBO (nats per image) and its two terms on held-out uint8 images, one z per image."""
     vae.eval()
     generator_state = torch.get_rng_state()
     torch.manual_seed(seed)
     totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
     try:
-        for chunk in images.split(batch_size):
+        for i, chunk in enumerate(images.split(batch_size)):
             x = to_unit(chunk)
-            out, mean, logvar = vae(x)
-            rec = losses.RECONSTRUCTION_LOSSES[cfg.train.reconstruction](out.float(), x).item()
+            cond = (labels[i * batch_size:(i + 1) * batch_size],) if cfg.model.num_classes else ()
+            out, mean, logvar = vae(x, *cond)
+            rec = losses.RECONSTRUCTION_LOSSES[cfg.vae.reconstruction](out.float(), x).item()
             kl = losses.kl_to_standard_normal(mean.float(), logvar.float()).item()
             totals["reconstruction"] += rec * len(chunk)
             totals["kl"] += kl * len(chunk)
-            totals["loss"] += (rec + cfg.train.kl_weight * kl) * len(chunk)
+            totals["loss"] += (rec + cfg.vae.kl_weight * kl) * len(chunk)
     finally:
         torch.set_rng_state(generator_state)
         vae.train()

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny configurations and a way to run the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from genforge.config import resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Keep the suite on few threads: CI has 2 cores and tests are tiny.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def tiny_config(model: str = "dcgan", steps: int = 20, **sections):
+    """A run configuration small enough for a unit test (seconds on one core).
+
+    `sections` are nested overrides, e.g. train={"batch_size": 8}, gan={"ema_decay": 0}.
+    """
+    base = {
+        "model": {"name": model, "width": 8 if model in ("dcgan", "vae-conv") else 32, "latent_dim": 8},
+        "data": {"name": "mnist-5k"},
+        "train": {"steps": steps, "batch_size": 16, "log_every": 10, "sample_every": 10,
+                  "checkpoint_every": 10, "device": "cpu"},
+    }
+    for section, values in sections.items():
+        base.setdefault(section, {}).update(values)
+    return resolve_config(overrides=[base])
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `python -m genforge ARGS` in a subprocess; returns CompletedProcess (text)."""
+
+    def run(*args: str, timeout: float = 300, check: bool = False, **kwargs):
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-m", "genforge", *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, cwd=kwargs.pop("cwd", tmp_path), env=env, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"genforge {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+    return run

@@ -18,13 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
-def tiny_config(model: str = "dcgan", steps: int = 20, **sections):
-    """A run configuration small enough for a unit test (seconds on one core).
+def tiny_config(name: str = "dcgan", steps: int = 20, **sections):
+    """A run configuration for model `name`, small enough for a unit test (seconds on one core).
 
     `sections` are nested overrides, e.g. train={"batch_size": 8}, gan={"ema_decay": 0}.
     """
     base = {
-        "model": {"name": model, "width": 8 if model in ("dcgan", "vae-conv") else 32, "latent_dim": 8},
+        "model": {"name": name, "width": 8 if name in ("dcgan", "vae-conv") else 32, "latent_dim": 8},
         "data": {"name": "mnist-5k"},
         "train": {"steps": steps, "batch_size": 16, "log_every": 10, "sample_every": 10,
                   "checkpoint_every": 10, "device": "cpu"},

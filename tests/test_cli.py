@@ -1,0 +1,191 @@
+"""The CLI end to end, through a subprocess: train, sample, info, resume after SIGKILL, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from genforge.training import checkpoint as ckpt
+
+from tests.conftest import ROOT
+
+TINY = ["--model", "dcgan", "--data", "mnist-5k", "--batch-size", "16", "--device", "cpu",
+        "--set", "model.width=8", "--set", "model.latent_dim=8", "--set", "train.log_every=10"]
+
+
+def test_help_lists_commands_and_examples(cli):
+    top = cli("--help", check=True).stdout
+    for command in ("train", "sample", "info"):
+        assert command in top
+        assert "examples:" in cli(command, "--help", check=True).stdout
+
+
+def test_train_sample_info(cli, tmp_path):
+    out = cli("train", *TINY, "--steps", "20", "--out", "run", "--set", "train.sample_every=10", check=True)
+    assert "run: run (step 20)" in out.stdout
+    assert "samples:" in out.stdout
+    cli("sample", "--run", "run", "--n", "16", "--seed", "0", "--out", "grid.png", check=True)
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 grid of 28px with 2px padding
+        assert image.mode == "L"
+    cli("sample", "--run", "run", "--n", "16", "--seed", "0", "--out", "again.png", check=True)
+    assert (tmp_path / "grid.png").read_bytes() == (tmp_path / "again.png").read_bytes()  # same seed, same images
+    cli("sample", "--run", "run", "--n", "5", "--separate", "--out", "each", check=True)
+    assert sorted(p.name for p in (tmp_path / "each").iterdir()) == [f"sample-{i:05d}.png" for i in range(5)]
+    info = cli("info", "--run", "run", check=True).stdout
+    assert "step 20 of 20" in info and "generator:" in info
+
+
+def test_dry_run_prints_resolved_config_and_writes_nothing(cli, tmp_path):
+    out = cli("train", *TINY, "--steps", "7", "--out", "run", "--dry-run", check=True).stdout
+    assert "steps: 7" in out and "image_size: 28" in out and "latent_dim: 8" in out
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_file_with_overrides(cli, tmp_path):
+    (tmp_path / "c.toml").write_text('[model]\nname = "vae-mlp"\n[train]\nsteps = 5\nlr = 0.01\n')
+    out = cli("train", "--config", "c.toml", "--lr", "0.002", "--out", "r", "--dry-run", check=True).stdout
+    assert "name: vae-mlp" in out and "lr: 0.002" in out and "steps: 5" in out
+    (tmp_path / "c.yaml").write_text("model:\n  name: gan-mlp\ntrain:\n  steps: 9\n")
+    out = cli("train", "--config", "c.yaml", "--out", "r", "--dry-run", check=True).stdout
+    assert "name: gan-mlp" in out and "steps: 9" in out
+
+
+def command(out: str, steps: int) -> list[str]:
+    return [sys.executable, "-m", "genforge", "train", *TINY, "--steps", str(steps), "--out", out,
+            "--set", "train.checkpoint_every=10", "--quiet"]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigkill_then_rerun_is_bit_identical(tmp_path):
+    """Kill -9 mid-training, rerun the same command: the end state equals an uninterrupted run's."""
+    steps = 400
+    subprocess.run(command("full", steps), cwd=tmp_path, env=env(), check=True, timeout=600)
+    proc = subprocess.Popen(command("killed", steps), cwd=tmp_path, env=env())
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        found = ckpt.list_checkpoints(tmp_path / "killed")
+        if found and found[-1][0] >= 30:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = ckpt.list_checkpoints(tmp_path / "killed")[-1][0]
+    assert killed_at < steps, "the run finished before it could be killed; raise steps"
+    subprocess.run(command("killed", steps), cwd=tmp_path, env=env(), check=True, timeout=600)
+    a = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "full")[-1][1])
+    b = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "killed")[-1][1])
+    assert a["step"] == b["step"] == steps
+    for name in a["networks"]:
+        for key, value in a["networks"][name].items():
+            assert torch.equal(value, b["networks"][name][key]), (name, key)
+    for key, value in a["ema"]["model"].items():
+        assert torch.equal(value, b["ema"]["model"][key]), key
+    steps_logged = [int(line.split('"step": ')[1].split(",")[0])
+                    for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps_logged == sorted(set(steps_logged)), "metrics.jsonl repeats steps after resume"
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig, code):
+    proc = subprocess.Popen(command("run", 100000), cwd=tmp_path, env=env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ckpt.list_checkpoints(tmp_path / "run"):
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code
+    assert "Traceback" not in stderr
+    last = ckpt.list_checkpoints(tmp_path / "run")[-1]
+    assert last[0] % 10 != 0 or last[0] >= 10  # a checkpoint exists at the step where it stopped
+    ckpt.load_checkpoint(last[1])
+
+
+# --- bad input: one line, exit 2, nothing destroyed ---------------------------------------------------
+
+def assert_user_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("genforge: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["train", "--model", "nope"], ["unknown model 'nope'", "dcgan"]),
+    (["train", "--data", "nope"], ["unknown dataset 'nope'", "mnist-5k"]),
+    (["train", "--lr", "-1"], ["train.lr must be positive"]),
+    (["train", "--batch-size", "0"], ["train.batch_size must be positive"]),
+    (["train", "--steps", "ten"], ["invalid int value"]),
+    (["train", "--set", "train.lr"], ["section.key=value"]),
+    (["train", "--set", "train.nope=1"], ["unknown key(s) ['nope']"]),
+    (["train", "--set", "train.steps=abc"], ["train.steps must be int"]),
+    (["train", "--preset", "nope"], ["unknown preset"]),
+    (["train", "--config", "missing.yaml"], ["does not exist"]),
+    (["train", "--data", "mnist", "--data-root", "empty"], ["no train-images-idx3-ubyte"]),
+    (["train", "--batch-size", "99999", "--out", "big"], ["larger than the dataset"]),
+    (["train", "--device", "cuda:0"] if not torch.cuda.is_available() else ["train", "--device", "tpu"], ["device"]),
+    (["sample", "--run", "nowhere"], ["not a genforge run directory"]),
+    (["frobnicate"], ["invalid choice"]),
+])
+def test_bad_input(cli, tmp_path, args, fragments):
+    (tmp_path / "empty").mkdir()
+    assert_user_error(cli(*args), *fragments)
+    assert not (tmp_path / "big").exists()
+
+
+def test_bad_config_file(cli, tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    assert_user_error(cli("train", "--config", "bad.yaml"), "not valid YAML")
+    (tmp_path / "bad.toml").write_text("model = \n")
+    assert_user_error(cli("train", "--config", "bad.toml"), "not valid TOML")
+
+
+def test_conflicting_run_directory_is_left_alone(cli, tmp_path):
+    cli("train", *TINY, "--steps", "10", "--out", "run", check=True)
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    proc = cli("train", *TINY, "--steps", "10", "--out", "run", "--lr", "0.5")
+    assert_user_error(proc, "other settings", "train.lr")
+    after = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_foreign_directory_is_left_alone(cli, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    assert_user_error(cli("train", *TINY, "--out", "mine"), "not a genforge run")
+    assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
+    assert sorted(os.listdir(tmp_path / "mine")) == ["thesis.txt"]
+
+
+def test_truncated_checkpoint_through_cli(cli, tmp_path):
+    cli("train", *TINY, "--steps", "10", "--out", "run", check=True)
+    path = ckpt.list_checkpoints(tmp_path / "run")[-1][1]
+    path.write_bytes(path.read_bytes()[:1000])
+    assert_user_error(cli("sample", "--run", "run"), "truncated, corrupt")
+    assert_user_error(cli("train", *TINY, "--steps", "20", "--out", "run"), "truncated, corrupt")
+
+
+def test_idx_with_wrong_magic(cli, tmp_path):
+    root = tmp_path / "idx"
+    root.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (root / name).write_bytes(b"\x00\x00\x09\x03" + bytes(20))
+    assert_user_error(cli("train", "--data", "mnist", "--data-root", "idx"), "wrong magic number", "train-images-idx3-ubyte")
+
+
+def test_unconditional_model_sampled_with_class(cli, tmp_path):
+    cli("train", *TINY, "--steps", "10", "--out", "run", check=True)
+    assert_user_error(cli("sample", "--run", "run", "--class", "3"), "unconditional")
+    assert_user_error(cli("sample", "--run", "run", "--class", "all"), "class-conditional")

@@ -175,6 +175,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
+        if self.signal_name is not None:  # a second signal: stop now, without the checkpoint
+            raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
 
     def __exit__(self, *exc):
@@ -309,21 +311,23 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     reporter.close()
     result.step, result.samples = step, last_sample or (run_dir / "samples" / "latest.png")
     if family == "vae" and done:
-        result.test = _vae_test(cfg, nets["vae"], device, run_dir, step)
+        result.test = _vae_test(cfg, nets["vae"], device, run_dir, step, log=step > start_step)
         if result.test and not quiet:
             print(f"test negative ELBO {result.test['loss']:.2f} nats/image "
                   f"(reconstruction {result.test['reconstruction']:.2f}, KL {result.test['kl']:.2f})", flush=True)
     return result
 
 
-def _vae_test(cfg: RunConfig, vae: nn.Module, device: torch.device, run_dir: Path, step: int) -> dict:
-    """The VAE's loss on the dataset's test split, when it has one; logged to metrics.jsonl."""
+def _vae_test(cfg: RunConfig, vae: nn.Module, device: torch.device, run_dir: Path, step: int, log: bool) -> dict:
+    """The VAE's loss on the dataset's test split, when it has one; logged to metrics.jsonl once."""
     try:
         test = load_training_data(cfg, split="test")
     except GenforgeError:
         return {}
     labels = test.labels.to(device) if test.labels is not None else None
     values = vae_test_loss(vae, test.images.to(device), cfg, labels=labels)
+    if not log:
+        return values
     with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": step, **{f"test_{k}": round(v, 6) for k, v in values.items()}}) + "\n")
     return values

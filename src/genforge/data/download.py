@@ -10,6 +10,7 @@ The table below is the single place where URLs and checksums live; tests point i
 from __future__ import annotations
 
 import hashlib
+import http.client
 import shutil
 import tarfile
 import urllib.error
@@ -98,18 +99,26 @@ def fetch(remote: RemoteFile, dest: Path, timeout: float = TIMEOUT_S) -> bool:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             # 206: the server resumes where the .part stops; 200: it sends everything again.
             mode = "ab" if have and response.status == 206 else "wb"
+            expected = response.headers.get("Content-Length")
+            received = 0
             with open(part, mode) as f:
-                shutil.copyfileobj(response, f, CHUNK)
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    f.write(block)
+                    received += len(block)
+            # http.client returns a short body without complaint when the server hangs up early.
+            if expected is not None and received < int(expected):
+                raise ConnectionError(f"connection closed after {received:,} of {int(expected):,} bytes")
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to send: the .part is complete, verify it below
             pass
         else:
             raise GenforgeError(f"{remote.url} answered HTTP {exc.code} ({exc.reason}); {_by_hand(remote, dest)}") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
         got = part.stat().st_size if part.is_file() else 0
         kept = f"; {got:,} bytes kept in {part}, rerun to resume" if got else ""
-        raise GenforgeError(f"cannot download {remote.url} ({reason}; offline?){kept}; "
+        hint = "; offline?" if isinstance(exc, urllib.error.URLError) else ""
+        raise GenforgeError(f"cannot download {remote.url} ({reason}{hint}){kept}; "
                             f"or {_by_hand(remote, dest)}") from None
     got = md5_of(part)
     if got != remote.md5:

@@ -22,7 +22,7 @@ import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ class BadImage(Exception):
 
 
 def is_hidden(name: str) -> bool:
-    parts = PurePosixPath(name).parts
+    parts = name.split("/")
     return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1] in ("Thumbs.db", "desktop.ini")
 
 
@@ -88,15 +88,14 @@ def select_split(names: list[str], split: str, source: str) -> tuple[str, list[s
 
     Returns (prefix, names relative to prefix)."""
     prefix = ""
-    while names and all(len(PurePosixPath(n).parts) > 1 for n in names) and \
-            len({PurePosixPath(n).parts[0] for n in names}) == 1:
-        top = PurePosixPath(names[0]).parts[0]
+    while names and all("/" in n for n in names) and len({n.split("/", 1)[0] for n in names}) == 1:
+        top = names[0].split("/", 1)[0]
         if top in SPLIT_NAMES:
             break
         prefix += top + "/"
         names = [n[len(top) + 1:] for n in names]
-    tops = {PurePosixPath(n).parts[0] for n in names if len(PurePosixPath(n).parts) > 1}
-    if names and tops and tops <= SPLIT_NAMES and all(len(PurePosixPath(n).parts) > 1 for n in names):
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    if names and tops and tops <= SPLIT_NAMES and all("/" in n for n in names):
         if split not in tops:
             raise GenforgeError(f"{source} has split folders {', '.join(sorted(tops))} but no {split!r}; "
                                 f"use --set data.split={sorted(tops)[0]}")
@@ -110,7 +109,7 @@ def select_split(names: list[str], split: str, source: str) -> tuple[str, list[s
 
 def class_labels(names: list[str]) -> tuple[list[int] | None, list[str] | None]:
     """Class = first folder of each file when every file is in one; otherwise unlabelled."""
-    parts = [PurePosixPath(n).parts for n in names]
+    parts = [n.split("/") for n in names]
     if not parts or any(len(p) < 2 for p in parts):
         return None, None
     class_names = sorted({p[0] for p in parts})
@@ -174,8 +173,9 @@ def decode_chunk(kind: str, container: str, items: list[tuple[int, str]], option
     """Decode some files. Returns ([(index, array)], [(index, reason)]); runs in a worker."""
     good, bad = [], []
     for i, name in items:
-        if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-            bad.append((i, f"not an image file (extension {Path(name).suffix or 'none'!r})"))
+        extension = os.path.splitext(name)[1].lower()
+        if extension not in IMAGE_EXTENSIONS:
+            bad.append((i, f"not an image file (extension {extension or 'none'!r})"))
             continue
         try:
             good.append((i, decode_image(read_member(kind, container, name), options)))

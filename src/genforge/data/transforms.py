@@ -55,6 +55,9 @@ def random_crop_flip(images: torch.Tensor, size: int, flip: bool, generator: tor
     whatever the device), then applied on the images' device with one gather. Returns a new tensor.
     """
     n, c, h, w = images.shape
+    if size == h == w:  # flip only: a select between the batch and its mirror is cheaper than a gather
+        flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+        return torch.where(flipped.to(images.device)[:, None, None, None], images.flip(-1), images)
     top = torch.randint(0, h - size + 1, (n,), generator=generator)
     left = torch.randint(0, w - size + 1, (n,), generator=generator)
     flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)

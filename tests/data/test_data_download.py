@@ -183,3 +183,36 @@ def test_published_table_is_complete():
         for remote in files:
             assert remote.url.startswith(("https://", "http://")) and len(remote.md5) == 32
             int(remote.md5, 16)
+
+
+def test_train_download_flag_fetches_before_training(server, tmp_path, monkeypatch, capsys):
+    from genforge.cli import main
+    from genforge.data import download
+
+    source = tmp_path / "served"
+    datafiles.write_idx_set(source, n_train=16)
+    server.files = {f"/m/{p.name}": p.read_bytes() for p in source.iterdir()}
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte.gz")
+    monkeypatch.setitem(download.DOWNLOADS, "mnist",
+                        download._idx(server.url + "/m/", tuple(md5(server.files[f"/m/{n}"]) for n in names)))
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "cache"
+    args = ["train", "--data", "mnist", "--data-root", str(root), "--model", "gan-mlp", "--steps", "1",
+            "--batch-size", "8", "--device", "cpu", "--out", "run", "--quiet"]
+    assert main(args[:-1] + ["--dry-run"]) == 2  # without --download nothing is fetched: a clear error
+    assert "data folder" in capsys.readouterr().err and not root.exists()
+    assert main(args + ["--download"]) == 0
+    assert (root / "train-images-idx3-ubyte.gz").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_existing_files_are_never_overwritten(server, tmp_path):
+    server.files = {"/a.bin.gz": PAYLOAD, "/b.bin.gz": PAYLOAD, "/c.bin": PAYLOAD}
+    table = {"toy": [RemoteFile(server.url + p, md5(PAYLOAD)) for p in ("/a.bin.gz", "/b.bin.gz", "/c.bin")]}
+    (tmp_path / "a.bin.gz").write_bytes(b"my own copy")  # a different file under the same name
+    (tmp_path / "b.bin").write_bytes(b"uncompressed copy")  # the uncompressed variant
+    lines = []
+    download_dataset("toy", tmp_path, table, log=lines.append)
+    assert (tmp_path / "a.bin.gz").read_bytes() == b"my own copy" and not (tmp_path / "b.bin.gz").exists()
+    assert (tmp_path / "c.bin").read_bytes() == PAYLOAD and [p for p, _ in server.requests] == ["/c.bin"]
+    assert any("kept" in line and "a.bin.gz" in line and "MD5 differs" in line for line in lines)

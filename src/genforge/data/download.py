@@ -159,12 +159,20 @@ def download_dataset(name: str, root: Path, table: dict[str, list[RemoteFile]] |
         raise GenforgeError(f"no download for {name!r}; downloadable: {', '.join(sorted(table))}")
     for remote in table[name]:
         dest = root / remote.filename
-        if remote.extract_to and (root / remote.extract_to).is_dir() and not dest.is_file():
-            log(f"{root / remote.extract_to} already present")
+        # Files already there are never overwritten: the user may have placed their own copies.
+        if remote.extract_to and (root / remote.extract_to).is_dir():
+            log(f"{root / remote.extract_to} already present (kept)")
+            continue
+        if dest.is_file() and md5_of(dest) != remote.md5:
+            log(f"kept {dest}: its MD5 differs from the published {remote.md5}; move it away to fetch the official file")
+            continue
+        plain = dest.with_suffix("") if dest.suffix == ".gz" else None
+        if plain is not None and plain.is_file() and not dest.is_file():
+            log(f"kept {plain} (uncompressed copy, not checked against the published MD5)")
             continue
         fetched = fetch(remote, dest, timeout)
         log(f"{'downloaded' if fetched else 'verified'} {dest}")
-        if remote.extract_to and (fetched or not (root / remote.extract_to).is_dir()):
+        if remote.extract_to:
             extract(dest, root / remote.extract_to)
             log(f"unpacked {root / remote.extract_to}")
     return root

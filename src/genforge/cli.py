@@ -34,12 +34,18 @@ def _add_train(sub) -> None:
             "genforge train --model dcgan --data mnist-5k --out runs/dcgan --steps 2000",
             "genforge train --preset demo-vae --out runs/vae",
             "genforge train --model vae-mlp --data mnist --data-root ../shared/data/mnist --out runs/vae-mnist",
+            "genforge train --model dcgan --data zip:cifar10-jpeg/train.zip --out runs/cifar --set data.hflip=true",
+            "genforge train --model dcgan --data cifar10 --download --out runs/cifar10",
             "genforge train --config my.yaml --set train.lr=0.001 --dry-run"))
     p.add_argument("--preset", help="named settings to start from (see genforge info --presets)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
     p.add_argument("--model", help="gan-mlp, dcgan, vae-mlp, vae-conv")
-    p.add_argument("--data", help="dataset name (mnist-5k is embedded; mnist reads IDX files)")
-    p.add_argument("--data-root", help="folder holding the dataset's files")
+    p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH")
+    p.add_argument("--data-root", help="folder holding a named dataset's files")
+    p.add_argument("--skip-bad", action="store_true", default=None,
+                   help="skip unreadable or mismatched image files with a warning instead of failing")
+    p.add_argument("--download", action="store_true",
+                   help="download the named dataset first if it is not on disk (never done otherwise)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA)")
     p.add_argument("--steps", type=int, help="total training steps")
     p.add_argument("--batch-size", type=int, help="images per step")
@@ -60,7 +66,7 @@ def _train_overrides(args) -> list[dict]:
 
     flags = {
         "model": {"name": args.model},
-        "data": {"name": args.data, "root": args.data_root},
+        "data": {"name": args.data, "root": args.data_root, "skip_bad": args.skip_bad},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
                   "seed": args.seed, "device": args.device, "precision": args.precision},
     }
@@ -76,6 +82,12 @@ def _cmd_train(args) -> int:
     from .training.loop import load_training_data, resolve_model
 
     cfg = resolve_config(args.preset, args.config, _train_overrides(args))
+    if args.download and not args.dry_run:
+        from .data import data_root, split_source
+        from .data.download import download_dataset
+
+        if split_source(cfg.data.name) is None:
+            download_dataset(cfg.data.name, data_root(cfg.data.name, cfg.data.root or None))
     out = Path(args.out or f"runs/{cfg.model.name}-{cfg.data.name.replace(':', '-').replace('/', '-')}")
     if args.dry_run:
         cfg = resolve_model(cfg, load_training_data(cfg))
@@ -156,7 +168,10 @@ def _cmd_info(args) -> int:
 
     if not args.run:
         print("models:   " + ", ".join(f"{n} ({s.family})" for n, s in MODELS.items()))
+        from .data import SOURCES
+
         print("datasets: " + ", ".join(DATASETS))
+        print("sources:  " + ", ".join(f"{kind}:PATH" for kind in SOURCES))
         print("presets:  " + ", ".join(PRESETS))
         return 0
     from .training import checkpoint as ckpt
@@ -188,6 +203,82 @@ def _cmd_info(args) -> int:
     return 0
 
 
+# --- data -------------------------------------------------------------------------------------------
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="describe or download datasets",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=_examples("genforge data info mnist-5k",
+                                        "genforge data info zip:cifar10-jpeg/train.zip --preview cifar.png",
+                                        "genforge data download fashion-mnist",
+                                        "genforge data download cifar10 --root data/cifar10"))
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
+
+    info = data_sub.add_parser(
+        "info", help="count, size, classes, pixel mean/std and a preview grid of a dataset",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("genforge data info mnist --root ../shared/data/mnist --split test",
+                         "genforge data info folder:my-photos --image-size 64 --preview photos.png",
+                         "genforge data info zip:cifar10-jpeg/train.zip --skip-bad"))
+    info.add_argument("source", metavar="NAME|SOURCE", help="dataset name, or folder:PATH, zip:PATH, npz:PATH")
+    info.add_argument("--root", help="folder holding a named dataset's files")
+    info.add_argument("--split", default="train", help="train (default), test, ...")
+    info.add_argument("--image-size", type=int, default=0, help="resize as training would (0: native size)")
+    info.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="convert as training would")
+    info.add_argument("--skip-bad", action="store_true", help="skip bad files with a warning instead of failing")
+    info.add_argument("--workers", type=int, default=0, help="decoder processes (0: automatic)")
+    info.add_argument("--preview", help="PNG path for the preview grid (default: NAME-preview.png here)")
+    info.add_argument("--no-preview", action="store_true", help="do not write a preview grid")
+    info.set_defaults(func=_cmd_data_info)
+
+    download = data_sub.add_parser(
+        "download", help="fetch a standard dataset from its official source, verified by checksum",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download into --root, else $GENFORGE_DATA/NAME, else ~/.cache/genforge/data/NAME. "
+                    "Interrupted downloads resume; files are renamed into place only once verified.",
+        epilog=_examples("genforge data download mnist", "genforge data download cifar100 --root /data/cifar100"))
+    download.add_argument("name", metavar="NAME", help="mnist, fashion-mnist, kmnist, cifar10, cifar100")
+    download.add_argument("--root", help="folder to download into")
+    download.set_defaults(func=_cmd_data_download)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _cmd_data_info(args) -> int:
+    from .data import load_dataset
+    from .data.info import save_preview, summarize
+
+    data = load_dataset(args.source, args.root, args.split, args.image_size or None, args.channels or None,
+                        skip_bad=args.skip_bad, workers=args.workers)
+    s = summarize(data)
+    channel_names = ["gray"] if s.channels == 1 else ["R", "G", "B"]
+    print(f"dataset:  {args.source} (split {args.split})")
+    print(f"images:   {s.count:,}" + (f" ({s.skipped} bad files skipped)" if s.skipped else ""))
+    print(f"size:     {s.width}x{s.height}, {s.channels} channel{'s' if s.channels > 1 else ''} "
+          f"({'gray' if s.channels == 1 else 'RGB'})")
+    if s.class_counts:
+        print(f"classes:  {len(s.class_counts)}")
+        width = max(len(n) for n in s.class_counts)
+        for name, count in s.class_counts.items():
+            print(f"  {name:<{width}}  {count:>8,}")
+    else:
+        print("classes:  none (unlabelled)")
+    print("mean:     " + "  ".join(f"{c} {m:.2f}" for c, m in zip(channel_names, s.mean)) + "  (0..255)")
+    print("std:      " + "  ".join(f"{c} {v:.2f}" for c, v in zip(channel_names, s.std)) + "  (0..255)")
+    if not args.no_preview:
+        default = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in Path(args.source).stem) or "data"
+        print(f"preview:  {save_preview(data, args.preview or f'{default}-preview.png')}")
+    return 0
+
+
+def _cmd_data_download(args) -> int:
+    from .data import data_root
+    from .data.download import download_dataset
+
+    root = download_dataset(args.name, data_root(args.name, args.root))
+    print(f"{args.name}: ready in {root}")
+    return 0
+
+
 # --- entry point ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_info(sub)
+    _add_data(sub)
     return parser
 
 

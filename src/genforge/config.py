@@ -60,11 +60,30 @@ class DataConfig:
     """Resize images to this side (antialiased bilinear) once at load; 0 keeps the native size."""
     channels: int = 0
     """Convert images to 1 (luma) or 3 channels at load; 0 keeps them."""
+    skip_bad: bool = False
+    """Skip unreadable, non-image or mismatched files with a warning (count and first names) instead
+    of failing on the first one."""
+    crop: str = "center"
+    """How non-square images are made square before resizing to image_size: 'center' crop or 'stretch'."""
+    random_crop: int = 0
+    """Per-batch augmentation: train on a random random_crop x random_crop window of each image
+    (e.g. image_size 36, random_crop 32); 0 turns it off. Drawn from (seed, step): resume stays exact."""
+    hflip: bool = False
+    """Per-batch augmentation: flip each image horizontally with probability 1/2."""
+    workers: int = 0
+    """Processes decoding image files at load; 0 picks min(CPU count, 8), 1 decodes in the main process."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "data.name is empty; use e.g. --data mnist-5k")
         _check(self.image_size >= 0, f"data.image_size must be >= 0, got {self.image_size}")
         _check(self.channels in (0, 1, 3), f"data.channels must be 0, 1 or 3, got {self.channels}")
+        for flag in ("skip_bad", "hflip"):
+            _check(isinstance(getattr(self, flag), bool), f"data.{flag} must be true or false, got {getattr(self, flag)!r}")
+        _check(self.crop in ("center", "stretch"), f"data.crop must be center or stretch, got {self.crop!r}")
+        _check(self.random_crop >= 0, f"data.random_crop must be >= 0, got {self.random_crop}")
+        _check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        _check(not (self.random_crop and self.image_size and self.random_crop > self.image_size),
+               f"data.random_crop ({self.random_crop}) must not exceed data.image_size ({self.image_size})")
 
 
 @dataclass

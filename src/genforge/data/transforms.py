@@ -1,4 +1,5 @@
-"""Preprocessing applied once, when the dataset is loaded (not per batch)."""
+"""Preprocessing: applied once when the dataset is loaded (resize, channels, centre crop), or per batch
+(random crop and flip, drawn from a generator seeded by (seed, step) so that resume stays exact)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,38 @@ def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
         return (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
     raise ValueError(f"cannot convert {c} channels to {channels}")
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size window of (N, C, H, W) images (each side at least `size`)."""
+    h, w = images.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return images[..., top:top + size, left:left + size]
+
+
+def square(images: torch.Tensor) -> torch.Tensor:
+    """Centre-crop non-square (N, C, H, W) images to min(H, W) on both sides."""
+    return center_crop(images, min(images.shape[-2:]))
+
+
+def random_crop_flip(images: torch.Tensor, size: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Per image, a random size x size window and (if `flip`) a horizontal flip with probability 1/2.
+
+    The offsets and flips are drawn on the CPU from `generator` (so they depend only on its seed,
+    whatever the device), then applied on the images' device with one gather. Returns a new tensor.
+    """
+    n, c, h, w = images.shape
+    if size == h == w:  # flip only: a select between the batch and its mirror is cheaper than a gather
+        flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+        return torch.where(flipped.to(images.device)[:, None, None, None], images.flip(-1), images)
+    top = torch.randint(0, h - size + 1, (n,), generator=generator)
+    left = torch.randint(0, w - size + 1, (n,), generator=generator)
+    flipped = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    steps = torch.arange(size)
+    rows = top[:, None] + steps  # (n, size)
+    cols = left[:, None] + torch.where(flipped[:, None], size - 1 - steps, steps)  # (n, size)
+    device = images.device
+    rows, cols = rows.to(device), cols.to(device)
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(c, device=device)[None, :, None, None]
+    return images[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]

@@ -25,6 +25,7 @@ from torch import nn
 from .. import __version__
 from ..config import RunConfig, config_diff
 from ..data import ImageDataset, load_dataset
+from ..data.transforms import center_crop, random_crop_flip
 from ..errors import GenforgeError
 from ..models import build_networks, model_spec
 from ..sampling import generate_gan, generate_vae, latent_batch, recalibrate_batchnorm, save_grid
@@ -35,7 +36,7 @@ from .steps import STEPS, Batch, Precision, vae_test_loss
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE_CHANGES = ("train.steps", "train.device", "train.log_every", "train.sample_every",
-                     "train.checkpoint_every", "train.keep_checkpoints")
+                     "train.checkpoint_every", "train.keep_checkpoints", "data.workers")
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SAMPLE_GRID_SIZE = 64
@@ -51,14 +52,20 @@ def resolve_device(name: str) -> torch.device:
 
 def load_training_data(cfg: RunConfig, split: str | None = None) -> ImageDataset:
     d = cfg.data
-    return load_dataset(d.name, d.root or None, split or d.split, d.image_size or None, d.channels or None)
+    return load_dataset(d.name, d.root or None, split or d.split, d.image_size or None, d.channels or None,
+                        skip_bad=d.skip_bad, crop=d.crop, workers=d.workers)
 
 
 def resolve_model(cfg: RunConfig, data: ImageDataset) -> RunConfig:
     """Fill the model settings left at 0 from the model's defaults and the data's shape."""
     spec = model_spec(cfg.model.name)
     m = cfg.model
-    if m.image_size and m.image_size != data.image_size:
+    crop = cfg.data.random_crop
+    if crop > data.image_size:
+        raise GenforgeError(f"data.random_crop is {crop} but the images are {data.image_size}x{data.image_size}; "
+                            f"load them larger with --set data.image_size={crop + crop // 8} or lower the crop")
+    image_size = crop or data.image_size  # the networks see the per-batch crops
+    if m.image_size and m.image_size != image_size:
         raise GenforgeError(f"model.image_size is {m.image_size} but the data is {data.image_size}x{data.image_size}; "
                             f"resize the data with --set data.image_size={m.image_size}")
     if m.channels and m.channels != data.channels:
@@ -71,7 +78,7 @@ def resolve_model(cfg: RunConfig, data: ImageDataset) -> RunConfig:
                                 "use a labelled dataset (e.g. a folder with one subfolder per class)")
         num_classes = data.num_classes
     model = dataclasses.replace(m, latent_dim=m.latent_dim or spec.latent_dim, width=m.width or spec.width,
-                                image_size=data.image_size, channels=data.channels, num_classes=num_classes)
+                                image_size=image_size, channels=data.channels, num_classes=num_classes)
     return dataclasses.replace(cfg, model=model)
 
 
@@ -127,9 +134,12 @@ def make_optimizers(cfg: RunConfig, nets: dict[str, nn.Module]) -> dict[str, tor
 
 class BatchSampler:
     """The batch for step s is a function of (seed, s) alone: each epoch is a fresh permutation
-    seeded by (seed, epoch), drop-last. So resuming at step s needs no sampler state."""
+    seeded by (seed, epoch), drop-last. So resuming at step s needs no sampler state.
+    Optional augmentation (random crop, horizontal flip) is drawn from a generator seeded by
+    (seed, step) alone, for the same reason."""
 
-    def __init__(self, data: ImageDataset, batch_size: int, seed: int, device: torch.device):
+    def __init__(self, data: ImageDataset, batch_size: int, seed: int, device: torch.device,
+                 random_crop: int = 0, hflip: bool = False):
         if batch_size > len(data):
             raise GenforgeError(f"batch size {batch_size} is larger than the dataset ({len(data)} images); "
                                 f"use --batch-size {len(data)} or less")
@@ -138,6 +148,7 @@ class BatchSampler:
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.per_epoch = len(data) // batch_size
         self._epoch, self._order = -1, None
+        self.random_crop, self.hflip = random_crop, hflip
 
     def __call__(self, step: int) -> Batch:
         epoch, i = divmod(step, self.per_epoch)
@@ -147,7 +158,11 @@ class BatchSampler:
             self._epoch = epoch
         idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
         labels = self.labels.index_select(0, idx) if self.labels is not None else None
-        return Batch(self.images.index_select(0, idx), labels)
+        images = self.images.index_select(0, idx)
+        if self.random_crop or self.hflip:
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 2 + 1)  # a function of (seed, step) only
+            images = random_crop_flip(images, self.random_crop or images.shape[-1], self.hflip, g)
+        return Batch(images, labels)
 
 
 @dataclass
@@ -196,7 +211,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     # Build everything before touching the run directory, so bad settings destroy nothing.
     torch.manual_seed(t.seed)
     nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
-    sampler = BatchSampler(data, t.batch_size, t.seed, device)
+    sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip)
     resumed = prepare_run_dir(run_dir, cfg)
     opts = make_optimizers(cfg, nets)
     precision = Precision(device, t.precision, list(nets))
@@ -325,7 +340,8 @@ def _vae_test(cfg: RunConfig, vae: nn.Module, device: torch.device, run_dir: Pat
     except GenforgeError:
         return {}
     labels = test.labels.to(device) if test.labels is not None else None
-    values = vae_test_loss(vae, test.images.to(device), cfg, labels=labels)
+    images = center_crop(test.images, cfg.data.random_crop) if cfg.data.random_crop else test.images
+    values = vae_test_loss(vae, images.to(device), cfg, labels=labels)
     if not log:
         return values
     with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:

@@ -1,0 +1,304 @@
+"""Folders and zip archives of image files (PNG, JPEG, ...), decoded once into uint8 memory.
+
+Layout (the same inside a zip, which is read in place, never extracted):
+  root/<class>/<file>.jpg        -> labelled, classes sorted by name
+  root/<file>.png                -> unlabelled
+  root/{train,val,test}/...      -> splits; without split folders the whole source is 'train'
+A single wrapper folder around everything (``archive/cats/...``) is looked through.
+
+Decoding runs in worker processes (PIL releases little of the GIL, so threads would not help);
+each worker decodes, converts and resizes its share so that only final-size pixels cross back.
+Every file is checked: a file that is not an image, does not decode completely, uses an unsupported
+mode, or whose size or channels differ from the first image's is "bad" and stops the load with one
+line naming it, or is skipped with a warning when ``skip_bad`` is set.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import sys
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import GenforgeError
+from .base import ImageDataset
+from .options import LoadOptions, check_fits_in_memory
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
+GRAY_MODES = {"1", "L", "LA", "La"}
+COLOR_MODES = {"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
+# Below this many files, starting worker processes costs more than it saves.
+MIN_FILES_FOR_WORKERS = 512
+MAX_WORKERS = 8
+# The filter for every resize: PIL's BILINEAR, which is antialiased (its triangle kernel is widened
+# by the downscaling factor), matching torch's interpolate(mode="bilinear", antialias=True) used for
+# in-memory arrays in transforms.resize_uint8.
+RESIZE_FILTER = Image.Resampling.BILINEAR
+SHOW_BAD = 3  # how many bad file names a warning lists
+
+
+class BadImage(Exception):
+    """One file that cannot be used; the message says why (no file name: the caller adds it)."""
+
+
+def is_hidden(name: str) -> bool:
+    parts = name.split("/")
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1] in ("Thumbs.db", "desktop.ini")
+
+
+# --- listing -----------------------------------------------------------------------------------------
+
+def list_folder(root: Path) -> list[str]:
+    """Every non-hidden file under root, as sorted POSIX paths relative to root."""
+    if not root.exists():
+        raise GenforgeError(f"folder {root} does not exist; check the path after folder:")
+    if not root.is_dir():
+        raise GenforgeError(f"{root} is not a folder; use zip:{root} for an archive or npz:{root} for arrays")
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root)
+        names.extend((rel / f).as_posix() for f in filenames)
+    return sorted(n for n in names if not is_hidden(n))
+
+
+def list_zip(path: Path) -> list[str]:
+    """Every non-hidden file member of the archive, sorted."""
+    if not path.is_file():
+        raise GenforgeError(f"zip archive {path} does not exist; check the path after zip:")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [m.filename for m in archive.infolist() if not m.is_dir()]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise GenforgeError(f"{path} is not a readable zip archive ({exc}); check the file or make it again") from None
+    return sorted(n for n in names if not is_hidden(n))
+
+
+def select_split(names: list[str], split: str, source: str) -> tuple[str, list[str]]:
+    """Look through a wrapper folder, then pick a split folder if the source has them.
+
+    Returns (prefix, names relative to prefix)."""
+    prefix = ""
+    while names and all("/" in n for n in names) and len({n.split("/", 1)[0] for n in names}) == 1:
+        top = names[0].split("/", 1)[0]
+        if top in SPLIT_NAMES:
+            break
+        prefix += top + "/"
+        names = [n[len(top) + 1:] for n in names]
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    if names and tops and tops <= SPLIT_NAMES and all("/" in n for n in names):
+        if split not in tops:
+            raise GenforgeError(f"{source} has split folders {', '.join(sorted(tops))} but no {split!r}; "
+                                f"use --set data.split={sorted(tops)[0]}")
+        prefix += split + "/"
+        names = [n[len(split) + 1:] for n in names if n.startswith(split + "/")]
+    elif split != "train":
+        raise GenforgeError(f"{source} has no split folders (train/, test/, ...), so only split 'train' "
+                            f"(all its images) exists, not {split!r}")
+    return prefix, names
+
+
+def class_labels(names: list[str]) -> tuple[list[int] | None, list[str] | None]:
+    """Class = first folder of each file when every file is in one; otherwise unlabelled."""
+    parts = [n.split("/") for n in names]
+    if not parts or any(len(p) < 2 for p in parts):
+        return None, None
+    class_names = sorted({p[0] for p in parts})
+    index = {c: i for i, c in enumerate(class_names)}
+    return [index[p[0]] for p in parts], class_names
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+
+def decode_image(raw: bytes, options: LoadOptions) -> np.ndarray:
+    """Decode one encoded image into uint8 (H, W, C), converted and resized as `options` ask."""
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()  # decodes everything: a truncated file fails here, not later
+            mode = img.mode
+            if mode in GRAY_MODES:
+                native = 1
+            elif mode in COLOR_MODES:
+                native = 3
+            else:
+                raise BadImage(f"pixel mode {mode} (16-bit or float) is not supported; convert it to 8-bit")
+            channels = options.channels or native
+            if mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")  # avoids PIL's warning; alpha is dropped just below
+            img = img.convert("L" if channels == 1 else "RGB")
+            size = options.image_size or options.default_image_size
+            if size:
+                w, h = img.size
+                if w != h and options.crop == "center":
+                    side = min(w, h)
+                    left, top = (w - side) // 2, (h - side) // 2
+                    img = img.crop((left, top, left + side, top + side))
+                if img.size != (size, size):
+                    img = img.resize((size, size), RESIZE_FILTER)
+            array = np.asarray(img, dtype=np.uint8)
+    except BadImage:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadImage(f"not a readable image ({reason})") from None
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+_open_zips: dict[tuple[int, str], zipfile.ZipFile] = {}
+
+
+def read_member(kind: str, container: str, name: str) -> bytes:
+    """The bytes of one file of a folder or zip (each process keeps its own open ZipFile)."""
+    try:
+        if kind == "folder":
+            return (Path(container) / name).read_bytes()
+        key = (os.getpid(), container)
+        if key not in _open_zips:
+            _open_zips[key] = zipfile.ZipFile(container)
+        return _open_zips[key].read(name)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise BadImage(f"cannot be read ({exc})") from None
+
+
+def decode_chunk(kind: str, container: str, items: list[tuple[int, str]], options: LoadOptions):
+    """Decode some files. Returns ([(index, array)], [(index, reason)]); runs in a worker."""
+    good, bad = [], []
+    for i, name in items:
+        extension = os.path.splitext(name)[1].lower()
+        if extension not in IMAGE_EXTENSIONS:
+            bad.append((i, f"not an image file (extension {extension or 'none'!r})"))
+            continue
+        try:
+            good.append((i, decode_image(read_member(kind, container, name), options)))
+        except BadImage as exc:
+            bad.append((i, str(exc)))
+    return good, bad
+
+
+def worker_count(options: LoadOptions, files: int) -> int:
+    if options.workers == 1 or files < MIN_FILES_FOR_WORKERS:
+        return 1
+    return options.workers or min(os.cpu_count() or 1, MAX_WORKERS)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    h, w, c = shape
+    return f"{w}x{h} {'gray' if c == 1 else 'RGB'}"
+
+
+@dataclass
+class DecodeResult:
+    images: np.ndarray  # (N, H, W, C) uint8
+    kept: list[int]  # positions (in the name list) of the decoded images
+    bad: list[tuple[str, str]]  # (name, reason) of skipped files
+
+
+def decode_all(kind: str, container: str, names: list[str], options: LoadOptions, source: str,
+               shown_prefix: str = "") -> DecodeResult:
+    """Decode every named file into one uint8 array; bad files fail (or are skipped with skip_bad)."""
+    if not names:
+        raise GenforgeError(f"{source} holds no image files; put .png/.jpg files in it "
+                            "(one subfolder per class for labels)")
+    # Probe: the first decodable file fixes the expected shape and lets us check memory up front.
+    probe_bad: list[tuple[int, str]] = []
+    reference, probe = None, 0
+    for probe, name in enumerate(names[:50]):
+        good, bad = decode_chunk(kind, container, [(probe, name)], options)
+        if good:
+            reference = good[0][1].shape
+            break
+        probe_bad.extend(bad)
+    if reference is None:
+        first_i, reason = probe_bad[0]
+        raise GenforgeError(f"{shown_prefix}{names[first_i]}: {reason}; no readable image among the first "
+                            f"{len(probe_bad)} files of {source}")
+    h, w, c = reference
+    if h != w and not (options.image_size or options.default_image_size):
+        raise GenforgeError(f"{shown_prefix}{names[probe]} is {w}x{h}, not square; give a size to crop and resize "
+                            "to, e.g. --set data.image_size=64")
+    check_fits_in_memory(len(names), c, h, w, source)
+
+    out = np.empty((len(names), h, w, c), dtype=np.uint8)
+    filled = np.zeros(len(names), dtype=bool)
+    bad: list[tuple[int, str]] = []
+    items = list(enumerate(names))
+    workers = worker_count(options, len(items))
+
+    def collect(result) -> None:
+        good, chunk_bad = result
+        bad.extend(chunk_bad)
+        for j, array in good:
+            if array.shape != reference:
+                bad.append((j, f"is {_shape_text(array.shape)} but the first image {shown_prefix}{names[probe]} is "
+                               f"{_shape_text(reference)} (mixed sizes or modes; set data.image_size and "
+                               "data.channels to convert all)"))
+            else:
+                out[j] = array
+                filled[j] = True
+
+    if workers == 1:
+        collect(decode_chunk(kind, container, items, options))
+    else:
+        chunk = max(64, len(items) // (workers * 8))
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+            futures = [pool.submit(decode_chunk, kind, container, items[k:k + chunk], options)
+                       for k in range(0, len(items), chunk)]
+            for future in futures:
+                collect(future.result())
+
+    bad.sort()
+    named_bad = [(shown_prefix + names[j], reason) for j, reason in bad]
+    if named_bad and not options.skip_bad:
+        more = f" (and {len(named_bad) - 1} more bad files)" if len(named_bad) > 1 else ""
+        name, reason = named_bad[0]
+        raise GenforgeError(f"{name}: {reason}{more}; fix or remove it, or pass --skip-bad to skip bad files")
+    kept = np.flatnonzero(filled)
+    if not len(kept):
+        raise GenforgeError(f"{source}: none of its {len(names)} files is a usable image "
+                            f"(first: {named_bad[0][0]}: {named_bad[0][1]})")
+    if named_bad:
+        listed = "; ".join(f"{n}: {r}" for n, r in named_bad[:SHOW_BAD])
+        print(f"genforge: warning: skipped {len(named_bad)} bad file(s) of {source} ({listed}"
+              f"{'; ...' if len(named_bad) > SHOW_BAD else ''})", file=sys.stderr, flush=True)
+    images = out if len(kept) == len(names) else out[kept]
+    return DecodeResult(images, kept.tolist(), named_bad)
+
+
+def to_dataset(result: DecodeResult, names: list[str], source: str, labelled: bool = True) -> ImageDataset:
+    """Wrap decoded images as an ImageDataset, with labels from class folders when there are some."""
+    images = torch.from_numpy(result.images).permute(0, 3, 1, 2).contiguous()
+    labels, class_names = class_labels(names) if labelled else (None, None)
+    label_tensor = torch.tensor([labels[k] for k in result.kept], dtype=torch.int64) if labels else None
+    data = ImageDataset(images, label_tensor, class_names, source)
+    data.extras["skipped"] = result.bad
+    return data
+
+
+# --- sources -----------------------------------------------------------------------------------------
+
+def load_folder(path: str, split: str, options: LoadOptions) -> ImageDataset:
+    """`folder:PATH`: a folder of image files, class subfolders becoming labels."""
+    root = Path(path).expanduser()
+    prefix, names = select_split(list_folder(root), split, f"folder {root}")
+    source = f"folder:{root}" + (f" ({split})" if prefix.endswith(split + "/") else "")
+    result = decode_all("folder", str(root / prefix), names, options, source, shown_prefix=f"{root / prefix}/")
+    return to_dataset(result, names, f"folder:{root}/{split}")
+
+
+def load_zip(path: str, split: str, options: LoadOptions) -> ImageDataset:
+    """`zip:PATH`: the same layout as a folder, inside a zip archive read in place."""
+    archive = Path(path).expanduser()
+    prefix, names = select_split(list_zip(archive), split, f"zip archive {archive}")
+    full = [prefix + n for n in names]
+    result = decode_all("zip", str(archive), full, options, f"zip archive {archive}", shown_prefix=f"{archive}:")
+    return to_dataset(result, names, f"zip:{archive}/{split}")

@@ -1,0 +1,82 @@
+"""What `genforge data info` reports about a dataset: counts, shape, classes, pixel statistics, preview."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .base import ImageDataset
+
+PREVIEW_PER_CLASS = 8
+PREVIEW_MAX_CLASSES = 10  # up to 10 classes: one row each; more: a random draw
+PREVIEW_IMAGES = 64
+
+
+@dataclass
+class DatasetSummary:
+    name: str
+    count: int
+    height: int
+    width: int
+    channels: int
+    class_counts: dict[str, int] = field(default_factory=dict)
+    """Class name -> number of images; empty for unlabelled data."""
+    mean: list[float] = field(default_factory=list)
+    """Per-channel pixel mean on the 0..255 scale."""
+    std: list[float] = field(default_factory=list)
+    """Per-channel pixel standard deviation on the 0..255 scale (population, over all pixels)."""
+    skipped: int = 0
+
+
+def pixel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 (N, C, H, W), accumulated in float64 chunk by chunk."""
+    c = images.shape[1]
+    total = torch.zeros(c, dtype=torch.float64)
+    squares = torch.zeros(c, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to(torch.float64)
+        total += x.sum(dim=(0, 2, 3))
+        squares += (x * x).sum(dim=(0, 2, 3))
+    n = images.numel() / c
+    mean = total / n
+    std = (squares / n - mean * mean).clamp_min(0).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def summarize(data: ImageDataset) -> DatasetSummary:
+    counts: dict[str, int] = {}
+    if data.labels is not None:
+        per_class = torch.bincount(data.labels, minlength=data.num_classes).tolist()
+        names = data.class_names or [str(i) for i in range(len(per_class))]
+        counts = {names[i] if i < len(names) else str(i): n for i, n in enumerate(per_class)}
+    mean, std = pixel_stats(data.images)
+    return DatasetSummary(data.name, len(data), int(data.images.shape[-2]), int(data.images.shape[-1]),
+                          data.channels, counts, mean, std, len(data.extras.get("skipped", [])))
+
+
+def preview_images(data: ImageDataset, seed: int = 0) -> tuple[torch.Tensor, int]:
+    """Images for a grid and its row length: 8 random images per class, one row each, for up to 10
+    classes; otherwise 64 random images. Seeded by `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    if data.labels is not None and 1 < data.num_classes <= PREVIEW_MAX_CLASSES:
+        rows = []
+        for c in range(data.num_classes):
+            idx = torch.nonzero(data.labels == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)[:PREVIEW_PER_CLASS]]
+            row = data.images[idx]
+            if len(row) < PREVIEW_PER_CLASS:  # pad short classes with black so rows stay aligned
+                pad = torch.zeros((PREVIEW_PER_CLASS - len(row), *data.images.shape[1:]), dtype=torch.uint8)
+                row = torch.cat([row, pad])
+            rows.append(row)
+        return torch.cat(rows), PREVIEW_PER_CLASS
+    idx = torch.randperm(len(data), generator=g)[:PREVIEW_IMAGES]
+    return data.images[idx], 8
+
+
+def save_preview(data: ImageDataset, path: str | Path) -> Path:
+    from ..sampling import save_grid
+
+    images, nrow = preview_images(data)
+    return save_grid(images, path, nrow=nrow)

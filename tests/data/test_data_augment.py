@@ -54,7 +54,7 @@ def test_sampler_batches_depend_only_on_seed_and_step():
 
 
 def test_training_with_augmentation_resumes_exactly(tmp_path):
-    from conftest import tiny_config  # tests/conftest.py
+    from tests.conftest import tiny_config  # tests/conftest.py
     from genforge.training import train
 
     cfg = tiny_config("dcgan", steps=4, data={"name": "digits", "image_size": 10, "random_crop": 8, "hflip": True},

@@ -53,7 +53,9 @@ def _add_train(sub) -> None:
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="adam or sgd (plain gradient descent)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="numeric precision of the forward passes")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="numeric precision of the forward passes (default auto: bf16 on CPUs with native bf16 "
+                        "and on recent GPUs, fp16 on older GPUs, fp32 otherwise)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any setting, e.g. --set gan.ema_decay=0 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")

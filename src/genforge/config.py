@@ -104,8 +104,10 @@ class TrainConfig:
     """Seed for initialisation, data order and noise; the same seed gives the same run on CPU."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda'."""
-    precision: str = "fp32"
-    """'fp32', 'bf16' or 'fp16' (autocast; fp16 uses a gradient scaler)."""
+    precision: str = "auto"
+    """'auto', 'fp32', 'bf16' or 'fp16' (autocast; fp16 uses a gradient scaler). 'auto' resolves per
+    device when training starts (bf16 on CPUs with native bf16 and on CUDA GPUs that support it,
+    fp16 on older CUDA GPUs, fp32 otherwise); the resolved value is what config.yaml records."""
     log_every: int = 50
     """Steps between status lines and metrics.jsonl records."""
     sample_every: int = 500
@@ -114,6 +116,12 @@ class TrainConfig:
     """Steps between checkpoints (one is also written at the end and on SIGINT/SIGTERM)."""
     keep_checkpoints: int = 2
     """How many of the newest checkpoints to keep."""
+    channels_last: bool = True
+    """Hold convolutional networks and their batches in channels-last (NHWC) memory format, which
+    the CPU (oneDNN) and GPU (cuDNN) convolution kernels run fastest in; same results up to rounding."""
+    compile: bool = False
+    """Compile the networks with torch.compile; falls back to eager mode (one log line) where the
+    compiler is unavailable. Compiling takes a minute or more at start-up."""
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
@@ -126,10 +134,12 @@ class TrainConfig:
         _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"train.device must be auto, cpu or cuda, got {self.device!r}")
-        _check(self.precision in ("fp32", "bf16", "fp16"),
-               f"train.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
+               f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             _check(getattr(self, name) > 0, f"train.{name} must be positive, got {getattr(self, name)}")
+        for name in ("channels_last", "compile"):
+            _check(isinstance(getattr(self, name), bool), f"train.{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -256,6 +266,12 @@ def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
             return tuple(float(v) for v in value)
         if ftype == "str":
             return str(value)
+        if ftype == "bool":
+            if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.strip().lower() in ("true", "yes", "1")
+            if not isinstance(value, bool) and value not in (0, 1):
+                raise ValueError
+            return bool(value)
     except (TypeError, ValueError):
         raise GenforgeError(f"{source}: {cls.__name__.replace('Config', '').lower()}.{key} must be "
                             f"{ftype}, got {value!r}") from None

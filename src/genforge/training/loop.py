@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ from ..sampling import generate_gan, generate_vae, latent_batch, recalibrate_bat
 from . import checkpoint as ckpt
 from .ema import EMA
 from .report import Reporter, truncate_metrics
-from .steps import STEPS, Batch, Precision, vae_test_loss
+from .steps import STEPS, Batch, Precision, resolve_precision, vae_test_loss
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE_CHANGES = ("train.steps", "train.device", "train.log_every", "train.sample_every",
@@ -48,6 +49,58 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise GenforgeError("--device cuda was asked for but no CUDA GPU is visible to PyTorch; use --device cpu or auto")
     return torch.device(name)
+
+
+def uses_convolutions(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in net.modules())
+
+
+def to_channels_last(nets: dict[str, nn.Module], enabled: bool = True) -> bool:
+    """Put convolutional networks in channels-last (NHWC) memory format, in place.
+
+    oneDNN (CPU) and cuDNN (GPU) run convolutions natively in NHWC; with NCHW weights and inputs
+    every convolution reorders its operands first. Dense networks are left alone (the format is
+    meaningless for them). Returns True when any network was converted, i.e. when batches should
+    be channels-last too.
+    """
+    converted = False
+    for net in nets.values():
+        if enabled and uses_convolutions(net):
+            net.to(memory_format=torch.channels_last)
+            converted = True
+    return converted
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here (one short reason), or None when it can."""
+    try:
+        import torch._dynamo
+        if not torch._dynamo.is_dynamo_supported():
+            return f"not supported on Python {sys.version_info.major}.{sys.version_info.minor}"
+        if device.type == "cuda":
+            from torch.utils._triton import has_triton
+            if not has_triton():
+                return "Triton is not installed"
+        elif device.type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+            get_cpp_compiler()  # raises when no C++ compiler is found
+    except Exception as exc:  # an import or toolchain failure: all mean "no compiler"
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:100] if str(exc).strip() else 'no detail'}"
+    return None
+
+
+def compile_networks(nets: dict[str, nn.Module], device: torch.device, log=print) -> dict[str, nn.Module]:
+    """torch.compile'd wrappers for the step function, or `nets` unchanged (and one log line) when
+    the compiler is unavailable.
+
+    The wrappers share parameters and buffers with `nets`, so the loop keeps checkpointing, EMA
+    and sampling the plain modules (whose state-dict keys and deep copies stay those of eager mode).
+    """
+    reason = compile_unavailable(device)
+    if reason:
+        log(f"torch.compile is unavailable ({reason}); training in eager mode")
+        return nets
+    return {name: torch.compile(net) for name, net in nets.items()}
 
 
 def load_training_data(cfg: RunConfig, split: str | None = None) -> ImageDataset:
@@ -139,13 +192,14 @@ class BatchSampler:
     (seed, step) alone, for the same reason."""
 
     def __init__(self, data: ImageDataset, batch_size: int, seed: int, device: torch.device,
-                 random_crop: int = 0, hflip: bool = False):
+                 random_crop: int = 0, hflip: bool = False, channels_last: bool = False):
         if batch_size > len(data):
             raise GenforgeError(f"batch size {batch_size} is larger than the dataset ({len(data)} images); "
                                 f"use --batch-size {len(data)} or less")
         self.images = data.images.to(device)  # uint8 on the device, converted per batch
         self.labels = data.labels.to(device) if data.labels is not None else None
         self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.channels_last = channels_last
         self.per_epoch = len(data) // batch_size
         self._epoch, self._order = -1, None
         self.random_crop, self.hflip = random_crop, hflip
@@ -162,6 +216,8 @@ class BatchSampler:
         if self.random_crop or self.hflip:
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 2 + 1)  # a function of (seed, step) only
             images = random_crop_flip(images, self.random_crop or images.shape[-1], self.hflip, g)
+        if self.channels_last:  # reorder the uint8 batch (1 byte a pixel); to_signed/to_unit keep the format
+            images = images.contiguous(memory_format=torch.channels_last)
         return Batch(images, labels)
 
 
@@ -207,11 +263,17 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     family = model_spec(cfg.model.name).family
     data = load_training_data(cfg)
     cfg = resolve_model(cfg, data)
+    # 'auto' precision becomes the concrete one for this device, and that is what config.yaml and
+    # the checkpoints record (a resume on the same kind of device resolves to the same value).
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, precision=resolve_precision(device, t.precision)))
+    t = cfg.train
 
     # Build everything before touching the run directory, so bad settings destroy nothing.
     torch.manual_seed(t.seed)
     nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
-    sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip)
+    channels_last = to_channels_last(nets, t.channels_last)
+    sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
+                           channels_last=channels_last)
     resumed = prepare_run_dir(run_dir, cfg)
     opts = make_optimizers(cfg, nets)
     precision = Precision(device, t.precision, list(nets))
@@ -271,6 +333,8 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     reporter = Reporter(run_dir / METRICS_FILE, t.steps, start_step, quiet)
     if resumed and start_step:
         reporter.message(f"resuming {run_dir} from step {start_step}")
+    # The step runs compiled wrappers (sharing parameters with `nets`) when asked; all else uses `nets`.
+    step_nets = compile_networks(nets, device, reporter.message) if t.compile else nets
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.perf_counter()
     last_sample: Path | None = None
@@ -312,7 +376,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 break
 
             # Step.
-            losses = step_fn(nets, opts, sampler(step), cfg, precision)
+            losses = step_fn(step_nets, opts, sampler(step), cfg, precision)
             for k, v in losses.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             window_steps += 1

@@ -39,10 +39,41 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic in hardware (AVX512-BF16 or AMX), from PyTorch's cpuinfo.
+
+    Without them oneDNN emulates bf16 and autocast is slower than fp32, so 'auto' stays fp32.
+    """
+    try:
+        flags = torch._C._cpu._get_cpu_capability()
+    except (AttributeError, RuntimeError):  # older or non-x86 builds: no flags, no claim
+        return False
+    return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """'auto' -> the fastest precision the device runs natively; other values are returned as given.
+
+    CUDA: bf16 where the GPU supports it (Ampere and newer), else fp16 with a gradient scaler.
+    CPU: bf16 where cpu_has_native_bf16(), else fp32. Anything else (mps, xpu, ...): fp32.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
 class Precision:
-    """Autocast plus, for fp16, one gradient scaler per optimiser (bf16 needs none)."""
+    """Autocast plus, for fp16, one gradient scaler per optimiser (bf16 needs none).
+
+    `precision` may be 'auto'; the resolved value is in `self.precision`.
+    """
 
     def __init__(self, device: torch.device, precision: str, names: list[str]):
+        precision = resolve_precision(device, precision)
         self.device, self.precision = device, precision
         enabled = precision == "fp16"
         self.scalers = {n: torch.amp.GradScaler(device.type, enabled=enabled) for n in names}

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_config
+from tests.conftest import tiny_config
 from genforge.config import resolve_config
 from genforge.errors import GenforgeError
 from genforge.models import build_networks

@@ -256,6 +256,8 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
             for future in futures:
                 collect(future.result())
 
+    for key in [k for k in _open_zips if k[0] == os.getpid()]:  # workers=1 opened it here: close it
+        _open_zips.pop(key).close()
     bad.sort()
     named_bad = [(shown_prefix + names[j], reason) for j, reason in bad]
     if named_bad and not options.skip_bad:

@@ -13,9 +13,10 @@ from ..errors import GenforgeError
 from .base import ImageDataset
 from .idx import load_idx_dataset
 from .mnist5k import load_mnist5k
+from .paired import load_paired
 from .transforms import resize_uint8, to_channels
 
-__all__ = ["ImageDataset", "DATASETS", "load_dataset", "data_root"]
+__all__ = ["ImageDataset", "DATASETS", "SOURCES", "load_dataset", "data_root"]
 
 
 def data_root(name: str, root: str | os.PathLike | None = None) -> Path:
@@ -34,15 +35,29 @@ DATASETS: dict[str, Callable[[str | None, str], ImageDataset]] = {
     "mnist": lambda root, split: load_idx_dataset(data_root("mnist", root), split, "mnist", DIGITS),
 }
 
+# kind -> loader(PATH, split) -> ImageDataset, for names written `kind:PATH`.
+SOURCES: dict[str, Callable[[str, str], ImageDataset]] = {
+    "paired": load_paired,  # aligned pairs (pix2pix side-by-side or A/ B/ folders): images=A, targets=B
+}
+
 
 def load_dataset(name: str, root: str | None = None, split: str = "train",
                  image_size: int | None = None, channels: int | None = None) -> ImageDataset:
     """Load a registered dataset into memory as uint8, optionally resized and converted."""
-    if name not in DATASETS:
-        raise GenforgeError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    data = DATASETS[name](root, split)
+    kind, _, path = name.partition(":")
+    if path and kind in SOURCES:
+        data = SOURCES[kind](path, split)
+    elif name in DATASETS:
+        data = DATASETS[name](root, split)
+    else:
+        raise GenforgeError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(DATASETS))}, "
+                            f"or {', '.join(k + ':PATH' for k in SOURCES)}")
     if channels and channels != data.channels:
         data.images = to_channels(data.images, channels)
-    if image_size and image_size != data.image_size:
+        if data.targets is not None:
+            data.targets = to_channels(data.targets, channels)
+    if image_size and (image_size != data.image_size or data.images.shape[-2] != image_size):
         data.images = resize_uint8(data.images, image_size)
+        if data.targets is not None:
+            data.targets = resize_uint8(data.targets, image_size)
     return data

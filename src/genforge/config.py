@@ -167,9 +167,13 @@ class Pix2PixConfig:
     """Dropout in the three innermost decoder layers during training (0 turns it off)."""
     direction: str = "AtoB"
     """'AtoB' translates the left (or A/) image into the right (or B/) one; 'BtoA' the reverse."""
+    lr_decay_start: int = 0
+    """Step at which the learning rate starts its linear decay (the paper: after 100 epochs)."""
     lr_decay_steps: int = 0
-    """Learning rate constant, then decaying linearly to 0 over the last lr_decay_steps of
-    train.steps (the paper: 100 epochs constant, 100 decaying); 0 keeps it constant."""
+    """Steps over which it decays linearly from train.lr to 0, beginning at lr_decay_start (the
+    paper: 100 epochs); 0 keeps it constant. Set lr_decay_start + lr_decay_steps = train.steps for
+    the paper's schedule. It depends on the step number alone, so stopping and resuming (or
+    raising train.steps) never changes it."""
     jitter: int = 0
     """Random jitter: resize each training pair to image_size + jitter, then crop a random
     image_size window from both halves at the same place (the paper: 30 at 256)."""
@@ -186,6 +190,7 @@ class Pix2PixConfig:
         _check(1 <= self.n_layers <= 8, f"pix2pix.n_layers must be 1 to 8, got {self.n_layers}; the paper uses 3")
         _check(0 <= self.dropout < 1, f"pix2pix.dropout must be in [0, 1), got {self.dropout}")
         _check(self.direction in ("AtoB", "BtoA"), f"pix2pix.direction must be AtoB or BtoA, got {self.direction!r}")
+        _check(self.lr_decay_start >= 0, f"pix2pix.lr_decay_start must be >= 0, got {self.lr_decay_start}")
         _check(self.lr_decay_steps >= 0, f"pix2pix.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
         _check(self.jitter >= 0, f"pix2pix.jitter must be >= 0, got {self.jitter}")
         _check(isinstance(self.flip, bool), f"pix2pix.flip must be true or false, got {self.flip!r}")

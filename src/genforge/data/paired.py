@@ -114,6 +114,9 @@ def _read_two_folders(folder: Path) -> ImageDataset:
 def load_paired(path: str, split: str = "train") -> ImageDataset:
     """The ``paired:PATH`` source: PATH/<split> when it exists, else PATH itself for the train split."""
     root = Path(path).expanduser()
+    if not root.is_dir():
+        raise GenforgeError(f"paired data folder {root} does not exist; make one with genforge data make-pairs "
+                            "or point paired:PATH at a folder with train/ (and test/) subfolders")
     if (root / split).is_dir():
         return read_pairs(root / split)
     if split == "train" and root.is_dir() and not any((root / s).is_dir() for s in ("val", "test")):

@@ -141,15 +141,17 @@ def vae_test_loss(vae: nn.Module, images: torch.Tensor, cfg: RunConfig, batch_si
 
 # --- pix2pix (Isola et al. 2017) ------------------------------------------------------------------
 
-def linear_decay_factor(step: int, total_steps: int, decay_steps: int) -> float:
-    """Learning-rate multiplier: 1 until the last `decay_steps` steps, then linearly down towards 0.
+def linear_decay_factor(step: int, decay_start: int, decay_steps: int) -> float:
+    """Learning-rate multiplier: 1 before `decay_start`, then linearly down to 0 over `decay_steps`:
+    step decay_start + k (k = 0 .. decay_steps - 1) gets 1 - (k + 1) / (decay_steps + 1).
 
-    The paper's schedule (constant, then linear decay to 0), derived from the step number alone so
-    that resuming needs no scheduler state. Step total_steps - decay_steps + k gets 1 - k / decay_steps.
+    The paper's schedule (constant, then linear decay to 0, as the reference code's 'linear' policy),
+    derived from the step number alone, so resuming needs no scheduler state and a longer
+    train.steps never changes the learning rate of steps already taken.
     """
     if decay_steps <= 0:
         return 1.0
-    return max(0.0, min(1.0, (total_steps - step) / decay_steps))
+    return max(0.0, 1.0 - max(0, step + 1 - decay_start) / (decay_steps + 1))
 
 
 def pix2pix_generator_objective(fake_logits: torch.Tensor, fake: torch.Tensor, target: torch.Tensor,
@@ -171,7 +173,7 @@ def pix2pix_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimiz
     generator, discriminator = nets["generator"], nets["discriminator"]
     source, target = jitter_pairs(to_signed(batch.images), to_signed(batch.targets), cfg.pix2pix.jitter,
                                   cfg.pix2pix.flip)
-    factor = linear_decay_factor(batch.step, cfg.train.steps, cfg.pix2pix.lr_decay_steps)
+    factor = linear_decay_factor(batch.step, cfg.pix2pix.lr_decay_start, cfg.pix2pix.lr_decay_steps)
     base_lr = {"generator": cfg.train.lr, "discriminator": cfg.gan.lr_d or cfg.train.lr}
     for name, opt in opts.items():
         for group in opt.param_groups:

@@ -256,11 +256,9 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
 
             outputs = translate_batch(nets["generator"], fixed_pairs[0])  # eval mode: dropout off
             nets["generator"].train()
-            path = save_grid(comparison_grid(fixed_pairs[0], outputs, fixed_pairs[1]),
-                             run_dir / "samples" / f"step-{step:07d}.png", nrow=3)
-            save_grid(comparison_grid(fixed_pairs[0], outputs, fixed_pairs[1]), run_dir / "samples" / "latest.png",
-                      nrow=3)
-            return path
+            rows = comparison_grid(fixed_pairs[0], outputs, fixed_pairs[1])
+            save_grid(rows, run_dir / "samples" / "latest.png", nrow=3)
+            return save_grid(rows, run_dir / "samples" / f"step-{step:07d}.png", nrow=3)
         if family == "gan":
             generator = recalibrate_batchnorm(ema.model if ema else nets["generator"], cfg.model.latent_dim,
                                               device, num_classes=cfg.model.num_classes)

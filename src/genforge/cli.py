@@ -234,6 +234,7 @@ def _add_data(sub) -> None:
     p = sub.add_parser("data", help="dataset tools (make-pairs)", formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=_examples("genforge data make-pairs edges2digits --out pairs/edges2digits"))
     data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND", parser_class=_Parser)
+    p.set_defaults(func=lambda args: p.print_help() or 2)  # `genforge data` alone: its own help
     _add_data_make_pairs(data_sub)
 
 

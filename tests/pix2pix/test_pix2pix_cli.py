@@ -81,3 +81,11 @@ def test_direction_is_taken_from_the_run(tmp_path, monkeypatch):
     pair = np.asarray(Image.open(tmp_path / "pairs/test/000.png"))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "res/images/000_input.png")), pair[:, 16:])
     assert np.array_equal(np.asarray(Image.open(tmp_path / "res/images/000_target.png")), pair[:, :16])
+
+
+def test_help_lists_the_new_commands(capsys):
+    from genforge.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "translate" in text and "data" in text
+    assert main(["data"]) == 2 and "make-pairs" in capsys.readouterr().out

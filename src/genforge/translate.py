@@ -66,18 +66,23 @@ def comparison_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.
     return torch.stack(columns, dim=1).flatten(0, 1)
 
 
+MAX_PSNR = 100.0
+"""Per-image PSNR cap in dB (reached only by exact matches, e.g. a gray photo in a colourisation set)."""
+
+
 def _ssim_kernel(size: int) -> int:
     return max(3, min(11, size if size % 2 else size - 1))  # 11 (Wang et al. 2004), smaller for tiny images
 
 
 def score(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image L1 (mean absolute error, [0, 1] scale), PSNR (dB, data range 1) and SSIM (Gaussian
+    """Per-image L1 (mean absolute error, [0, 1] scale), PSNR (dB, data range 1, capped at MAX_PSNR) and SSIM (Gaussian
     11x11 window, sigma 1.5, as Wang et al. 2004) of float [0, 1] outputs against targets."""
     outputs, targets = outputs.float(), targets.float().to(outputs.device)
     if targets.max() > 1.0:
         targets = targets / 255
     l1 = (outputs - targets).abs().flatten(1).mean(1)
     psnr = peak_signal_noise_ratio(outputs, targets, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    psnr = psnr.clamp(max=MAX_PSNR)  # an exact match is infinite; one such pair would make the mean infinite
     ssim = structural_similarity_index_measure(outputs, targets, data_range=1.0, reduction="none",
                                                kernel_size=_ssim_kernel(min(outputs.shape[-2:])))
     return {"l1": l1, "psnr": psnr, "ssim": ssim}

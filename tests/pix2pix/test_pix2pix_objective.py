@@ -55,3 +55,15 @@ def test_flip_mirrors_some_pairs_and_keeps_others():
     flipped = torch.tensor([torch.equal(x, source[0].flip(-1)) for x in a])
     kept = torch.tensor([torch.equal(x, source[0]) for x in a])
     assert (flipped | kept).all() and flipped.any() and kept.any() and torch.equal(a, b)
+
+
+def test_scores_by_hand():
+    from genforge.translate import MAX_PSNR, score
+
+    target = torch.zeros(2, 1, 16, 16)
+    output = target.clone()
+    output[0] += 0.1  # MSE 0.01 -> PSNR 20 dB; image 1 matches exactly
+    values = score(output, target)
+    assert values["l1"].tolist() == pytest.approx([0.1, 0.0])
+    assert values["psnr"].tolist() == pytest.approx([20.0, MAX_PSNR])
+    assert values["ssim"][1].item() == pytest.approx(1.0)

@@ -45,6 +45,14 @@ def test_make_pairs_train_translate_results_page(cli, tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert "has 3 channel(s)" in err and len(err.strip().splitlines()) == 1
 
+    # Another size is resized to the run's (with a note); a non-square input is refused.
+    save(blobs(1, 64, 0)[0], tmp_path / "big.png")
+    assert main(["translate", "--run", "run", "--input", "big.png", "--out", "d"]) == 0
+    assert "resized 64 -> 32" in capsys.readouterr().out
+    save(np.zeros((32, 40, 1), np.uint8), tmp_path / "wide.png")
+    assert main(["translate", "--run", "run", "--input", "wide.png", "--out", "e"]) == 2
+    assert "not square" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
     # A pix2pix run has no latent space to sample.
     assert main(["sample", "--run", "run", "--out", "x.png"]) == 2
     assert "genforge translate" in capsys.readouterr().err

@@ -36,11 +36,12 @@ def _add_train(sub) -> None:
             "genforge train --model vae-mlp --data mnist --data-root ../shared/data/mnist --out runs/vae-mnist",
             "genforge train --model dcgan --data zip:cifar10-jpeg/train.zip --out runs/cifar --set data.hflip=true",
             "genforge train --model dcgan --data cifar10 --download --out runs/cifar10",
-            "genforge train --config my.yaml --set train.lr=0.001 --dry-run"))
+            "genforge train --config my.yaml --set train.lr=0.001 --dry-run",
+            "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
     p.add_argument("--preset", help="named settings to start from (see genforge info --presets)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
-    p.add_argument("--model", help="gan-mlp, dcgan, vae-mlp, vae-conv")
-    p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH")
+    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, vae-mlp, vae-conv, pix2pix, ...")
+    p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="skip unreadable or mismatched image files with a warning instead of failing")
@@ -208,12 +209,13 @@ def _cmd_info(args) -> int:
 # --- data -------------------------------------------------------------------------------------------
 
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="describe or download datasets",
+    p = sub.add_parser("data", help="describe, download or build datasets",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=_examples("genforge data info mnist-5k",
                                         "genforge data info zip:cifar10-jpeg/train.zip --preview cifar.png",
                                         "genforge data download fashion-mnist",
-                                        "genforge data download cifar10 --root data/cifar10"))
+                                        "genforge data download cifar10 --root data/cifar10",
+                                        "genforge data make-pairs edges2digits --out pairs/edges2digits"))
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
 
     info = data_sub.add_parser(
@@ -242,6 +244,7 @@ def _add_data(sub) -> None:
     download.add_argument("name", metavar="NAME", help="mnist, fashion-mnist, kmnist, cifar10, cifar100")
     download.add_argument("--root", help="folder to download into")
     download.set_defaults(func=_cmd_data_download)
+    _add_data_make_pairs(data_sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -278,6 +281,79 @@ def _cmd_data_download(args) -> int:
 
     root = download_dataset(args.name, data_root(args.name, args.root))
     print(f"{args.name}: ready in {root}")
+
+
+def _add_data_make_pairs(data_sub) -> None:
+    p = data_sub.add_parser(
+        "make-pairs", help="build a paired (image-to-image) dataset offline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write side-by-side pairs (A = input | B = target) into OUT/train and OUT/test, "
+                    "for genforge train --model pix2pix --data paired:OUT.",
+        epilog=_examples(
+            "genforge data make-pairs edges2digits --out pairs/edges2digits",
+            "genforge data make-pairs inpaint-digits --source mnist --data-root ../shared/data/mnist --limit 10000 --out pairs/inpaint",
+            "genforge data make-pairs colorize --source ../shared/data/cifar10-jpeg/train.zip --limit 5000 --out pairs/colorize"))
+    p.add_argument("task", choices=["edges2digits", "inpaint-digits", "colorize"],
+                   help="edges2digits, inpaint-digits (MNIST digits), colorize (photographs)")
+    p.add_argument("--out", required=True, help="new folder for the pairs")
+    p.add_argument("--source", default="", help="digits: mnist-5k (default) or mnist; colorize: a folder or zip of images")
+    p.add_argument("--data-root", help="folder of the IDX files for --source mnist")
+    p.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="digits: at most N pairs per split; colorize: at most N photographs in all (0 = all)")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="colorize: share of photographs held out (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed for masks, subsets and the split")
+    p.set_defaults(func=_cmd_data_make_pairs)
+
+
+def _cmd_data_make_pairs(args) -> int:
+    from .data.make_pairs import make_pairs
+
+    made = make_pairs(args.task, args.out, args.source, args.data_root, args.size, args.limit,
+                      args.test_fraction, args.seed)
+    print(f"wrote {', '.join(f'{n} {s} pairs' for s, n in made.counts.items())} to {made.out_dir}")
+    print(f"train with: genforge train --model pix2pix --data paired:{made.out_dir} --out runs/{args.task}")
+
+
+# --- translate --------------------------------------------------------------------------------------
+
+def _add_translate(sub) -> None:
+    p = sub.add_parser(
+        "translate", help="translate images with a trained image-to-image (pix2pix) run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Translate an image or a folder of images; writes OUT/images/*.png and OUT/index.html "
+                    "(input | output | target rows). With --pairs the inputs are aligned pairs and "
+                    "OUT/metrics.json gets L1, PSNR and SSIM against the targets (and the identity mapping's).",
+        epilog=_examples(
+            "genforge translate --run runs/edges2digits --input pairs/edges2digits/test --pairs --out results",
+            "genforge translate --run runs/edges2digits --input my-edges/ --out translated",
+            "genforge translate --run runs/facades --input photo.png --out out --dropout-seed 3"))
+    p.add_argument("--run", required=True, help="run directory written by genforge train --model pix2pix")
+    p.add_argument("--input", required=True, help="image file or folder (with --pairs: side-by-side pairs or A/ B/)")
+    p.add_argument("--out", required=True, help="folder for the translated images and index.html")
+    p.add_argument("--pairs", action="store_true", help="inputs are aligned pairs: score the outputs against the targets")
+    p.add_argument("--dropout-seed", type=int, help="keep dropout on at inference with this seed (default: off, deterministic)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_translate)
+
+
+def _cmd_translate(args) -> int:
+    from .run import load_run
+    from .translate import translate_path
+
+    run = load_run(args.run, device=args.device)
+    result = translate_path(run, args.input, args.out, pairs=args.pairs, dropout_seed=args.dropout_seed)
+    for note in result.notes[:5]:
+        print(f"note: {note}")
+    print(f"translated {result.count} image(s); results page: {result.page}")
+    if result.metrics:
+        m = result.metrics
+        print(f"L1 {m['l1']:.4f}  PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}   "
+              f"(identity mapping: L1 {m['identity_l1']:.4f}  PSNR {m['identity_psnr']:.2f} dB  "
+              f"SSIM {m['identity_ssim']:.4f})")
+    return 0
+
+
     return 0
 
 
@@ -296,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_info(sub)
+    _add_translate(sub)
     _add_data(sub)
     return parser
 

@@ -36,6 +36,9 @@ class Run:
         """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed."""
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
+        if self.family == "pix2pix":
+            raise GenforgeError(f"{self.run_dir} is an image-to-image (pix2pix) run; it translates images: "
+                                "use genforge translate --run RUN --input IMAGES --out DIR")
         labels = self.check_labels(n, labels)
         z = latent_batch(n, self.config.model.latent_dim, seed, self.device)
         if self.family == "gan":
@@ -81,7 +84,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         cfg = RunConfig.from_dict(payload["config"], source="checkpoint config")
         family = model_spec(cfg.model.name).family
         torch_device = resolve_device(device)
-        networks = build_networks(cfg.model)
+        networks = build_networks(cfg.model, cfg)
         for name, net in networks.items():
             net.load_state_dict(payload["networks"][name])
         if family == "gan" and payload.get("ema"):

@@ -27,6 +27,7 @@ from .idx import load_idx_dataset
 from .images import load_folder, load_zip
 from .mnist5k import load_mnist5k
 from .options import LoadOptions
+from .paired import load_paired
 from .transforms import resize_uint8, square, to_channels
 
 __all__ = ["ImageDataset", "LoadOptions", "DATASETS", "SOURCES", "load_dataset", "data_root",
@@ -77,11 +78,12 @@ DATASETS: dict[str, Loader] = {
 }
 
 # kind -> loader(path, split, options) -> ImageDataset, for `--data kind:PATH`.
-# `paired` (pix2pix layouts) is registered by genforge.data.paired.
 SOURCES: dict[str, Loader] = {
     "folder": load_folder,
     "zip": load_zip,
     "npz": lambda path, split, options: load_npz(path, split),
+    # aligned pairs (pix2pix side-by-side or A/ B/ folders): images = A, targets = B
+    "paired": lambda path, split, options: load_paired(path, split),
 }
 
 
@@ -126,7 +128,12 @@ def load_dataset(name: str, root: str | None = None, split: str = "train", image
                             f"{', '.join(k + ':PATH' for k in SOURCES)}")
     if channels and channels != data.channels:
         data.images = to_channels(data.images, channels)
+        if data.targets is not None:
+            data.targets = to_channels(data.targets, channels)
     if image_size and (image_size != data.image_size or data.images.shape[-2] != data.images.shape[-1]):
         images = square(data.images) if crop == "center" else data.images
         data.images = resize_uint8(images, image_size)
+        if data.targets is not None:  # paired data: the same geometry for both sides
+            targets = square(data.targets) if crop == "center" else data.targets
+            data.targets = resize_uint8(targets, image_size)
     return data

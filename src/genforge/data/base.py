@@ -15,6 +15,8 @@ class ImageDataset:
     labels: int64 tensor (N,) of class indices, or None for unlabelled data.
     class_names: one name per class index when labels are given.
     name: where the data came from, for logs and reports.
+    targets: for paired (image-to-image) data, the aligned target images as uint8 (N, C', H, W),
+        image i being the translation of images[i]; None otherwise.
     """
 
     images: torch.Tensor
@@ -22,12 +24,18 @@ class ImageDataset:
     class_names: list[str] | None = None
     name: str = ""
     extras: dict = field(default_factory=dict)
+    targets: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.labels)} labels for {len(self.images)} images")
+        if self.targets is not None and (self.targets.dtype != torch.uint8 or self.targets.ndim != 4
+                                         or self.targets.shape[0] != self.images.shape[0]
+                                         or self.targets.shape[-2:] != self.images.shape[-2:]):
+            raise ValueError(f"targets must be uint8 (N, C, H, W) matching images {tuple(self.images.shape)}, "
+                             f"got {self.targets.dtype} {tuple(self.targets.shape)}")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

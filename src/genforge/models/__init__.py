@@ -10,13 +10,13 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import GenforgeError
-from . import dcgan, gan_mlp, vae_conv, vae_mlp
+from . import dcgan, gan_mlp, pix2pix, vae_conv, vae_mlp
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     family: str
-    """'gan' or 'vae': selects the training step and the sampler."""
+    """'gan', 'vae' or 'pix2pix': selects the training step and the sampler."""
     build: Callable[[ModelConfig], dict[str, nn.Module]]
     latent_dim: int
     """Default latent size."""
@@ -25,6 +25,8 @@ class ModelSpec:
     conditional: bool = False
     """Class-conditional: networks take labels (generator(z, labels), discriminator(x, labels),
     vae.encode(x, labels), vae.decode(z, labels)); model.num_classes is taken from the data."""
+    options: str = ""
+    """Name of a RunConfig section that `build` also takes (build(model_cfg, section)), or ''."""
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -32,6 +34,8 @@ MODELS: dict[str, ModelSpec] = {
     "dcgan": ModelSpec("gan", dcgan.build, 100, 64),
     "vae-mlp": ModelSpec("vae", vae_mlp.build, 16, 512),
     "vae-conv": ModelSpec("vae", vae_conv.build, 16, 32),
+    # Image-to-image: generator(source) -> image, discriminator(source, image); settings in section pix2pix.
+    "pix2pix": ModelSpec("pix2pix", pix2pix.build, 0, 64, options="pix2pix"),
 }
 
 
@@ -41,8 +45,15 @@ def model_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_networks(cfg: ModelConfig) -> dict[str, nn.Module]:
-    """Build the networks of a fully resolved ModelConfig (image_size and channels set)."""
+def build_networks(cfg: ModelConfig, run_cfg=None) -> dict[str, nn.Module]:
+    """Build the networks of a fully resolved ModelConfig (image_size and channels set).
+
+    Families with their own section (ModelSpec.options) get it from `run_cfg` (a RunConfig), or its
+    defaults when run_cfg is None.
+    """
     if not cfg.image_size or not cfg.channels:
         raise ValueError("model config must be resolved (image_size and channels) before building")
-    return model_spec(cfg.name).build(cfg)
+    spec = model_spec(cfg.name)
+    if spec.options:
+        return spec.build(cfg, getattr(run_cfg, spec.options) if run_cfg is not None else None)
+    return spec.build(cfg)

@@ -27,6 +27,7 @@ from .. import __version__
 from ..config import RunConfig, config_diff
 from ..data import ImageDataset, load_dataset
 from ..data.transforms import center_crop, random_crop_flip
+from ..data.paired import prepare_pairs
 from ..errors import GenforgeError
 from ..models import build_networks, model_spec
 from ..sampling import generate_gan, generate_vae, latent_batch, recalibrate_batchnorm, save_grid
@@ -105,8 +106,11 @@ def compile_networks(nets: dict[str, nn.Module], device: torch.device, log=print
 
 def load_training_data(cfg: RunConfig, split: str | None = None) -> ImageDataset:
     d = cfg.data
-    return load_dataset(d.name, d.root or None, split or d.split, d.image_size or None, d.channels or None,
+    data = load_dataset(d.name, d.root or None, split or d.split, d.image_size or None, d.channels or None,
                         skip_bad=d.skip_bad, crop=d.crop, workers=d.workers)
+    if model_spec(cfg.model.name).family == "pix2pix":
+        data = prepare_pairs(data, cfg.pix2pix.direction, cfg.data.name)
+    return data
 
 
 def resolve_model(cfg: RunConfig, data: ImageDataset) -> RunConfig:
@@ -198,6 +202,7 @@ class BatchSampler:
                                 f"use --batch-size {len(data)} or less")
         self.images = data.images.to(device)  # uint8 on the device, converted per batch
         self.labels = data.labels.to(device) if data.labels is not None else None
+        self.targets = data.targets.to(device) if data.targets is not None else None
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.channels_last = channels_last
         self.per_epoch = len(data) // batch_size
@@ -213,12 +218,19 @@ class BatchSampler:
         idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
         labels = self.labels.index_select(0, idx) if self.labels is not None else None
         images = self.images.index_select(0, idx)
+        targets = self.targets.index_select(0, idx) if self.targets is not None else None
         if self.random_crop or self.hflip:
             g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 2 + 1)  # a function of (seed, step) only
-            images = random_crop_flip(images, self.random_crop or images.shape[-1], self.hflip, g)
+            size = self.random_crop or images.shape[-1]
+            if targets is None:
+                images = random_crop_flip(images, size, self.hflip, g)
+            else:  # paired data: one crop and flip for both sides
+                both = random_crop_flip(torch.cat([images, targets], 1), size, self.hflip, g)
+                images, targets = both[:, :images.shape[1]], both[:, images.shape[1]:]
         if self.channels_last:  # reorder the uint8 batch (1 byte a pixel); to_signed/to_unit keep the format
             images = images.contiguous(memory_format=torch.channels_last)
-        return Batch(images, labels)
+            targets = targets.contiguous(memory_format=torch.channels_last) if targets is not None else None
+        return Batch(images, labels, targets, step)
 
 
 @dataclass
@@ -270,7 +282,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
 
     # Build everything before touching the run directory, so bad settings destroy nothing.
     torch.manual_seed(t.seed)
-    nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
+    nets = {name: net.to(device) for name, net in build_networks(cfg.model, cfg).items()}
     channels_last = to_channels_last(nets, t.channels_last)
     sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
                            channels_last=channels_last)
@@ -283,6 +295,12 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     # Conditional models: one row of 8 per class, cycling through the classes.
     fixed_labels = (torch.arange(SAMPLE_GRID_SIZE, device=device) // 8 % cfg.model.num_classes
                     if cfg.model.num_classes else None)
+
+    # Pix2pix: 8 training pairs spread over the dataset, shown as input | output | target rows.
+    fixed_pairs = None
+    if family == "pix2pix":
+        shown = torch.linspace(0, len(data) - 1, min(8, len(data))).long()
+        fixed_pairs = (data.images[shown].to(device), data.targets[shown].to(device))
 
     step = 0
     checkpoints = ckpt.list_checkpoints(run_dir)
@@ -318,6 +336,14 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
         return path
 
     def snapshot() -> Path:
+        if family == "pix2pix":
+            from ..translate import comparison_grid, translate_batch
+
+            outputs = translate_batch(nets["generator"], fixed_pairs[0])  # eval mode: dropout off
+            nets["generator"].train()
+            rows = comparison_grid(fixed_pairs[0], outputs, fixed_pairs[1])
+            save_grid(rows, run_dir / "samples" / "latest.png", nrow=3)
+            return save_grid(rows, run_dir / "samples" / f"step-{step:07d}.png", nrow=3)
         if family == "gan":
             generator = recalibrate_batchnorm(ema.model if ema else nets["generator"], cfg.model.latent_dim,
                                               device, num_classes=cfg.model.num_classes)
@@ -394,7 +420,27 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
         if result.test and not quiet:
             print(f"test negative ELBO {result.test['loss']:.2f} nats/image "
                   f"(reconstruction {result.test['reconstruction']:.2f}, KL {result.test['kl']:.2f})", flush=True)
+    if family == "pix2pix" and done:
+        result.test = _pix2pix_test(cfg, nets["generator"], device, run_dir, step)
+        if result.test and not quiet:
+            print(f"test L1 {result.test['l1']:.4f} PSNR {result.test['psnr']:.2f} dB SSIM {result.test['ssim']:.4f} "
+                  f"(identity mapping: L1 {result.test['identity_l1']:.4f})", flush=True)
     return result
+
+
+def _pix2pix_test(cfg: RunConfig, generator: nn.Module, device: torch.device, run_dir: Path, step: int) -> dict:
+    """L1, PSNR and SSIM on the test split of the paired data, when it has one; logged to metrics.jsonl."""
+    from ..translate import evaluate_pairs
+
+    try:
+        test = load_training_data(cfg, split="test")
+    except GenforgeError:
+        return {}
+    values = evaluate_pairs(generator, test.images, test.targets, device)
+    generator.train()
+    with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, **{f"test_{k}": round(v, 6) for k, v in values.items()}}) + "\n")
+    return values
 
 
 def _vae_test(cfg: RunConfig, vae: nn.Module, device: torch.device, run_dir: Path, step: int, log: bool) -> dict:

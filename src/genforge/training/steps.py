@@ -19,6 +19,10 @@ class Batch:
     images: torch.Tensor
     """uint8 (N, C, H, W) on the training device."""
     labels: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    """Paired data: uint8 (N, C, H, W) translations of `images`, on the training device."""
+    step: int = 0
+    """Index of the optimisation step this batch is for (schedules are derived from it)."""
 
 
 def to_signed(images: torch.Tensor) -> torch.Tensor:
@@ -164,3 +168,72 @@ def vae_test_loss(vae: nn.Module, images: torch.Tensor, cfg: RunConfig, batch_si
         torch.set_rng_state(generator_state)
         vae.train()
     return {k: v / len(images) for k, v in totals.items()}
+
+
+# --- pix2pix (Isola et al. 2017) ------------------------------------------------------------------
+
+def linear_decay_factor(step: int, decay_start: int, decay_steps: int) -> float:
+    """Learning-rate multiplier: 1 before `decay_start`, then linearly down to 0 over `decay_steps`:
+    step decay_start + k (k = 0 .. decay_steps - 1) gets 1 - (k + 1) / (decay_steps + 1).
+
+    The paper's schedule (constant, then linear decay to 0, as the reference code's 'linear' policy),
+    derived from the step number alone, so resuming needs no scheduler state and a longer
+    train.steps never changes the learning rate of steps already taken.
+    """
+    if decay_steps <= 0:
+        return 1.0
+    return max(0.0, 1.0 - max(0, step + 1 - decay_start) / (decay_steps + 1))
+
+
+def pix2pix_generator_objective(fake_logits: torch.Tensor, fake: torch.Tensor, target: torch.Tensor,
+                                cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """G's objective, the paper's eq. 4: gan_weight * L_cGAN(G, D) + lambda * L_L1(G).
+
+    L_L1 = E|y - G(x)| (eq. 3, mean over pixels in the [-1, 1] range). Returns (total, adversarial, l1).
+    """
+    l1 = (target - fake).abs().mean()
+    adversarial = (losses.GENERATOR_LOSSES[cfg.gan.loss](fake_logits) if cfg.pix2pix.gan_weight > 0
+                   else torch.zeros((), device=fake.device))
+    return cfg.pix2pix.gan_weight * adversarial + cfg.pix2pix.lambda_l1 * l1, adversarial, l1
+
+
+def pix2pix_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], batch: Batch,
+                 cfg: RunConfig, precision: Precision) -> dict[str, torch.Tensor]:
+    from ..data.paired import jitter_pairs
+
+    generator, discriminator = nets["generator"], nets["discriminator"]
+    source, target = jitter_pairs(to_signed(batch.images), to_signed(batch.targets), cfg.pix2pix.jitter,
+                                  cfg.pix2pix.flip)
+    factor = linear_decay_factor(batch.step, cfg.pix2pix.lr_decay_start, cfg.pix2pix.lr_decay_steps)
+    base_lr = {"generator": cfg.train.lr, "discriminator": cfg.gan.lr_d or cfg.train.lr}
+    for name, opt in opts.items():
+        for group in opt.param_groups:
+            group["lr"] = base_lr[name] * factor
+    adversarial = cfg.pix2pix.gan_weight > 0
+
+    with precision.context():
+        fake = generator(source)
+    out = {}
+    if adversarial:
+        # D: maximise log D(x, y) + log(1 - D(x, G(x))) over patches; halved as in the paper
+        # (section 3.3: "we divide the objective by 2 while optimizing D").
+        with precision.context():
+            loss_d = 0.5 * losses.discriminator_loss(discriminator(source, target).float(),
+                                                     discriminator(source, fake.detach()).float())
+        opts["discriminator"].zero_grad(set_to_none=True)
+        precision.backward_step("discriminator", loss_d, opts["discriminator"])
+        out["loss_d"] = loss_d.detach()
+
+    # G: eq. 4. D's weights get no gradient here.
+    discriminator.requires_grad_(False)
+    with precision.context():
+        fake_logits = discriminator(source, fake).float() if adversarial else None
+    loss_g, loss_adv, l1 = pix2pix_generator_objective(fake_logits, fake.float(), target, cfg)
+    opts["generator"].zero_grad(set_to_none=True)
+    precision.backward_step("generator", loss_g, opts["generator"])
+    discriminator.requires_grad_(True)
+    out.update({"loss_g": loss_g.detach(), "loss_g_gan": loss_adv.detach(), "l1": l1.detach()})
+    return out
+
+
+STEPS["pix2pix"] = pix2pix_step

@@ -1,0 +1,164 @@
+"""Paired (aligned) images for image-to-image models, in the two layouts people ship them in.
+
+side by side (the pix2pix datasets: facades, maps, edges2shoes): each file holds A on the left half
+  and B on the right half; a dataset folder has ``train/``, ``val/``, ``test/`` subfolders.
+two folders: ``A/`` and ``B/`` hold the two images of a pair under the same file name (any
+  extensions); also per split (``train/A``, ``train/B``, ...).
+
+A split folder is ``PATH/<split>`` when it exists, else ``PATH`` itself for the train split. Every
+pair's halves must have the same size, and all pairs the same size (resize later with
+data.image_size). Gray and colour files are never mixed silently: when any file is colour, all are
+read as RGB (gray replicated); otherwise all are gray. The result is an ImageDataset whose
+``images`` are A and ``targets`` are B; ``prepare_pairs`` applies the direction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import GenforgeError
+from .base import ImageDataset
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise GenforgeError(f"{path}: not a readable image ({type(exc).__name__}); remove or replace the file") from None
+    return image
+
+
+def _to_array(image: Image.Image, mode: str) -> np.ndarray:
+    """H x W x C uint8 in mode 'L' or 'RGB' (transparency dropped, palettes expanded)."""
+    array = np.asarray(image.convert(mode))
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _mode(images: list[Image.Image]) -> str:
+    return "L" if all(im.mode in ("L", "1", "I;16", "I") for im in images) else "RGB"
+
+
+def read_pairs(folder: str | Path) -> ImageDataset:
+    """Read one split folder in either layout: A -> ``images``, B -> ``targets``, file stems in extras['names']."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GenforgeError(f"paired data folder {folder} does not exist; make one with genforge data make-pairs "
+                            "or point at a folder of side-by-side pairs or with A/ and B/ subfolders")
+    if (folder / "A").is_dir() and (folder / "B").is_dir():
+        return _read_two_folders(folder)
+    files = _image_files(folder)
+    if not files:
+        raise GenforgeError(f"{folder} holds no images (.png, .jpg, ...) and no A/ and B/ subfolders; "
+                            "put side-by-side pairs or A/ and B/ folders there")
+    return read_side_by_side(files, str(folder))
+
+
+def read_side_by_side(files: list[Path], name: str = "") -> ImageDataset:
+    """Side-by-side pair files (A left, B right): A -> ``images``, B -> ``targets``."""
+    opened = [_open(p) for p in files]
+    width, height = opened[0].size
+    for path, image in zip(files, opened):
+        if image.size != (width, height):
+            raise GenforgeError(f"{path}: {image.size[0]}x{image.size[1]} but {files[0].name} is {width}x{height}; "
+                                "all pairs must have one size (resize them first)")
+    if width % 2:
+        raise GenforgeError(f"{files[0]}: width {width} is odd, so its A and B halves differ in size; "
+                            "a side-by-side pair is two images of equal width")
+    mode = _mode(opened)
+    arrays = np.stack([_to_array(im, mode) for im in opened])  # N, H, W, C
+    tensor = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+    half = width // 2
+    return ImageDataset(tensor[..., :half].contiguous(), name=name, extras={"names": [p.stem for p in files]},
+                        targets=tensor[..., half:].contiguous())
+
+
+def _read_two_folders(folder: Path) -> ImageDataset:
+    a_files = {p.stem: p for p in _image_files(folder / "A")}
+    b_files = {p.stem: p for p in _image_files(folder / "B")}
+    if not a_files:
+        raise GenforgeError(f"{folder / 'A'} holds no images; put the input images there")
+    missing = sorted(set(a_files) ^ set(b_files))
+    if missing:
+        side = "B" if missing[0] in a_files else "A"
+        raise GenforgeError(f"{folder}: {len(missing)} file name(s) have no partner, e.g. {missing[0]!r} is missing "
+                            f"from {side}/; A/ and B/ must hold the same file names")
+    names = sorted(a_files)
+    a_images = [_open(a_files[n]) for n in names]
+    b_images = [_open(b_files[n]) for n in names]
+    size = a_images[0].size
+    for n, a, b in zip(names, a_images, b_images):
+        if a.size != b.size:
+            raise GenforgeError(f"{b_files[n]}: {b.size[0]}x{b.size[1]} but its partner {a_files[n].name} in A/ is "
+                                f"{a.size[0]}x{a.size[1]}; the two images of a pair must have the same size")
+        if a.size != size:
+            raise GenforgeError(f"{a_files[n]}: {a.size[0]}x{a.size[1]} but {a_files[names[0]].name} is "
+                                f"{size[0]}x{size[1]}; all pairs must have one size (resize them first)")
+    mode = _mode(a_images + b_images)
+    a = torch.from_numpy(np.stack([_to_array(im, mode) for im in a_images])).permute(0, 3, 1, 2).contiguous()
+    b = torch.from_numpy(np.stack([_to_array(im, mode) for im in b_images])).permute(0, 3, 1, 2).contiguous()
+    return ImageDataset(a, name=str(folder), extras={"names": names}, targets=b)
+
+
+def load_paired(path: str, split: str = "train") -> ImageDataset:
+    """The ``paired:PATH`` source: PATH/<split> when it exists, else PATH itself for the train split."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise GenforgeError(f"paired data folder {root} does not exist; make one with genforge data make-pairs "
+                            "or point paired:PATH at a folder with train/ (and test/) subfolders")
+    if (root / split).is_dir():
+        return read_pairs(root / split)
+    if split == "train" and root.is_dir() and not any((root / s).is_dir() for s in ("val", "test")):
+        return read_pairs(root)
+    raise GenforgeError(f"paired data {root} has no {split}/ folder; expected {root / split} holding "
+                        "side-by-side pairs or A/ and B/ subfolders")
+
+
+def prepare_pairs(data: ImageDataset, direction: str, source: str = "") -> ImageDataset:
+    """Check that `data` is paired and square, and orient it: 'AtoB' keeps it, 'BtoA' swaps the halves."""
+    if data.targets is None:
+        raise GenforgeError(f"pix2pix needs paired data but {source or data.name} has no targets; use "
+                            "--data paired:PATH (make pairs with genforge data make-pairs)")
+    height, width = data.images.shape[-2:]
+    if height != width:
+        raise GenforgeError(f"{source or data.name}: pairs are {width}x{height}, not square; resize them with "
+                            f"--set data.image_size={min(height, width)}")
+    if data.targets.shape[1] != data.images.shape[1]:
+        raise GenforgeError(f"{source or data.name}: A has {data.images.shape[1]} channel(s) and B "
+                            f"{data.targets.shape[1]}; convert both with --set data.channels=3")
+    if direction == "BtoA":
+        data = ImageDataset(data.targets, data.labels, data.class_names, data.name, dict(data.extras), data.images)
+    return data
+
+
+def jitter_pairs(inputs: torch.Tensor, targets: torch.Tensor, jitter: int = 0,
+                 flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's random jitter and mirroring (section 6.2), identical on both images of each pair.
+
+    Float (N, C, S, S) pairs are resized to S + jitter (bilinear) and a random S x S window is cut from
+    both at the same place; with `flip`, both are mirrored together with probability 1/2. Random
+    numbers come from torch's CPU generator, which checkpoints capture, so resume stays exact.
+    """
+    n, _, size, _ = inputs.shape
+    if jitter:
+        both = torch.cat([inputs, targets], dim=1)
+        both = F.interpolate(both, size=(size + jitter, size + jitter), mode="bilinear", align_corners=False)
+        offsets = torch.randint(0, jitter + 1, (n, 2)).tolist()
+        both = torch.stack([both[i, :, y:y + size, x:x + size] for i, (y, x) in enumerate(offsets)])
+        inputs, targets = both[:, :inputs.shape[1]], both[:, inputs.shape[1]:]
+    if flip:
+        mirror = (torch.rand(n) < 0.5).to(inputs.device).view(n, 1, 1, 1)
+        inputs = torch.where(mirror, inputs.flip(-1), inputs)
+        targets = torch.where(mirror, targets.flip(-1), targets)
+    return inputs, targets

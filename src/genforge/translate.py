@@ -1,0 +1,232 @@
+"""Image-to-image inference and evaluation: translate images with a trained pix2pix run, score the
+translations against targets (L1, PSNR, SSIM) and write a results page of input | output | target rows.
+
+Inference mode: the generator runs in eval mode, so dropout is off and the output is a deterministic
+function of the input; instance normalisation uses each image's own statistics exactly as in training,
+batch normalisation uses the running statistics gathered in training. ``dropout_seed`` turns the
+dropout layers back on (the paper's test-time noise, section 3.2) with a fixed seed: the same seed
+gives the same output, another seed another sample.
+
+From Python::
+
+    from genforge.run import load_run
+    from genforge.translate import translate_path
+    summary = translate_path(load_run("runs/edges2digits"), "data/edges2digits/test", "results", pairs=True)
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from .data.base import ImageDataset
+from .data.paired import IMAGE_SUFFIXES, _image_files, _open, _to_array, prepare_pairs, read_pairs, read_side_by_side
+from .data.transforms import resize_uint8, to_channels
+from .errors import GenforgeError
+from .sampling import save_png, to_uint8
+
+
+@torch.no_grad()
+def translate_batch(generator: nn.Module, images: torch.Tensor, batch_size: int = 64,
+                    dropout_seed: int | None = None) -> torch.Tensor:
+    """uint8 (N, C, H, W) inputs -> float outputs in [0, 1] on the inputs' device, in eval mode.
+
+    With `dropout_seed`, dropout stays active (seeded, without touching the global RNG streams).
+    """
+    generator.eval()
+    device = next(generator.parameters()).device
+    outputs = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if dropout_seed is not None:
+            torch.manual_seed(dropout_seed)
+            for module in generator.modules():
+                if isinstance(module, nn.Dropout):
+                    module.train()
+        try:
+            for chunk in images.split(batch_size):
+                x = chunk.to(device).float().div(127.5).sub(1.0)
+                outputs.append(generator(x).float().add(1).mul(0.5).clamp(0, 1).to(images.device))
+        finally:
+            generator.eval()
+    return torch.cat(outputs)
+
+
+def comparison_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+    """(N, ...) inputs, outputs, targets -> (3N, ...) floats in [0, 1] interleaved as rows of 3 (2 without targets)."""
+    columns = [inputs, outputs] + ([targets] if targets is not None else [])
+    columns = [c.float().div(255) if c.dtype == torch.uint8 else c.float() for c in columns]
+    columns = [c.to(outputs.device) for c in columns]
+    return torch.stack(columns, dim=1).flatten(0, 1)
+
+
+MAX_PSNR = 100.0
+"""Per-image PSNR cap in dB (reached only by exact matches, e.g. a gray photo in a colourisation set)."""
+
+
+def _ssim_kernel(size: int) -> int:
+    return max(3, min(11, size if size % 2 else size - 1))  # 11 (Wang et al. 2004), smaller for tiny images
+
+
+def score(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image L1 (mean absolute error, [0, 1] scale), PSNR (dB, data range 1, capped at MAX_PSNR) and SSIM (Gaussian
+    11x11 window, sigma 1.5, as Wang et al. 2004) of float [0, 1] outputs against targets."""
+    outputs, targets = outputs.float(), targets.float().to(outputs.device)
+    if targets.max() > 1.0:
+        targets = targets / 255
+    l1 = (outputs - targets).abs().flatten(1).mean(1)
+    psnr = peak_signal_noise_ratio(outputs, targets, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    psnr = psnr.clamp(max=MAX_PSNR)  # an exact match is infinite; one such pair would make the mean infinite
+    ssim = structural_similarity_index_measure(outputs, targets, data_range=1.0, reduction="none",
+                                               kernel_size=_ssim_kernel(min(outputs.shape[-2:])))
+    return {"l1": l1, "psnr": psnr, "ssim": ssim}
+
+
+@torch.no_grad()
+def evaluate_pairs(generator: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+                   device: torch.device | str = "cpu", dropout_seed: int | None = None) -> dict[str, float]:
+    """Mean L1, PSNR and SSIM of the generator's translations of uint8 `inputs` against uint8 `targets`,
+    and of the identity mapping (output = input) as a baseline."""
+    outputs = translate_batch(generator, inputs.to(device), dropout_seed=dropout_seed)
+    model = score(outputs, targets.to(device))
+    identity = score(inputs.to(device).float() / 255, targets.to(device))
+    return {**{k: float(v.mean()) for k, v in model.items()},
+            **{f"identity_{k}": float(v.mean()) for k, v in identity.items()}}
+
+
+@dataclass
+class TranslateResult:
+    out_dir: Path
+    count: int
+    page: Path
+    metrics: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_inputs(path: Path) -> tuple[list[torch.Tensor], list[str]]:
+    files = [path] if path.is_file() else _image_files(path) if path.is_dir() else None
+    if files is None:
+        raise GenforgeError(f"--input {path} does not exist; give an image file or a folder of images")
+    if not files:
+        raise GenforgeError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images, names = [], []
+    for p in files:
+        image = _open(p)
+        mode = "L" if image.mode in ("L", "1", "I;16", "I") else "RGB"
+        images.append(torch.from_numpy(_to_array(image, mode).copy()).permute(2, 0, 1))
+        names.append(p.stem)
+    return images, names
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+    return out
+
+
+def load_inputs(run, path: str | Path, pairs: bool = False) -> tuple[ImageDataset, list[str]]:
+    """Read translate inputs and apply the run's own preprocessing (direction, channels, size).
+
+    pairs=True: `path` is a side-by-side pair file or a folder of pairs (either paired layout), whose
+    targets are kept for scoring. pairs=False: an image file or a folder of input images.
+    """
+    cfg, notes = run.config, []
+    path = Path(path)
+    size, channels = cfg.model.image_size, cfg.model.channels
+    if pairs:
+        if path.is_file():
+            data = read_side_by_side([path], str(path))
+        else:
+            data = read_pairs(path)
+        data = prepare_pairs(data, cfg.pix2pix.direction, str(path))
+        names = data.extras["names"]
+        inputs, targets = data.images, data.targets
+        if cfg.data.channels and inputs.shape[1] != cfg.data.channels:
+            inputs, targets = to_channels(inputs, cfg.data.channels), to_channels(targets, cfg.data.channels)
+        batches = [inputs]
+    else:
+        images, names = _read_inputs(path)
+        batches, targets = [], None
+        for image, name in zip(images, names):
+            if image.shape[-1] != image.shape[-2]:
+                raise GenforgeError(f"{name}: {image.shape[-1]}x{image.shape[-2]} is not square; this run translates "
+                                    f"{size}x{size} images; crop it first")
+            if cfg.data.channels and image.shape[0] != cfg.data.channels:
+                image = to_channels(image[None], cfg.data.channels)[0]
+            batches.append(image[None])
+    out = []
+    for batch, name in zip(batches, names if not pairs else [path.name]):
+        if batch.shape[1] != channels:
+            kind = {1: "grayscale", 3: "RGB"}[channels]
+            raise GenforgeError(f"{name}: has {batch.shape[1]} channel(s) but this run translates {channels}-channel "
+                                f"({kind}) images; convert the input to {kind}")
+        if batch.shape[-1] != size:
+            notes.append(f"{name}: resized {batch.shape[-1]} -> {size} (antialiased bilinear)")
+            batch = resize_uint8(batch, size)
+        out.append(batch)
+    inputs = torch.cat(out)
+    if targets is not None and targets.shape[-1] != size:
+        targets = resize_uint8(targets, size)
+    return ImageDataset(inputs, name=str(path), extras={"notes": notes}, targets=targets), _unique(names)
+
+
+def _save(image: torch.Tensor, path: Path) -> None:
+    save_png(to_uint8(image).permute(1, 2, 0).numpy(), path)
+
+
+def translate_path(run, input_path: str | Path, out_dir: str | Path, pairs: bool = False,
+                   dropout_seed: int | None = None) -> TranslateResult:
+    """Translate an image file or folder with a loaded pix2pix Run; write PNGs, index.html and, for
+    pairs, metrics.json (means over the pairs, for the model and for the identity mapping)."""
+    if run.family != "pix2pix":
+        raise GenforgeError(f"{run.run_dir} holds a {run.config.model.name} run; genforge translate needs a pix2pix run")
+    data, names = load_inputs(run, input_path, pairs)
+    generator = run.networks["generator"]
+    outputs = translate_batch(generator, data.images.to(run.device), dropout_seed=dropout_seed).cpu()
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    per_image = score(outputs, data.targets) if data.targets is not None else None
+    rows = []
+    for i, name in enumerate(names):
+        files = {"input": data.images[i], "output": outputs[i]}
+        if data.targets is not None:
+            files["target"] = data.targets[i]
+        cells = []
+        for kind, image in files.items():
+            _save(image.float() / 255 if image.dtype == torch.uint8 else image, out_dir / "images" / f"{name}_{kind}.png")
+            cells.append(f'<td><img src="images/{html.escape(name)}_{kind}.png" alt="{kind}"></td>')
+        score_cell = ""
+        if per_image is not None:
+            score_cell = (f"<td>L1 {per_image['l1'][i]:.4f}<br>PSNR {per_image['psnr'][i]:.2f}<br>"
+                          f"SSIM {per_image['ssim'][i]:.3f}</td>")
+        rows.append(f"<tr><td>{html.escape(name)}</td>{''.join(cells)}{score_cell}</tr>")
+    metrics = {}
+    if data.targets is not None:
+        identity = score(data.images.float() / 255, data.targets)
+        metrics = {**{k: float(v.mean()) for k, v in per_image.items()},
+                   **{f"identity_{k}": float(v.mean()) for k, v in identity.items()}, "pairs": len(names)}
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    header = "<th>name</th><th>input</th><th>output</th>" + ("<th>target</th><th>scores</th>" if per_image is not None else "")
+    summary = ""
+    if metrics:
+        summary = (f"<p>{len(names)} pairs. Model: L1 {metrics['l1']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
+                   f"SSIM {metrics['ssim']:.4f}. Identity mapping: L1 {metrics['identity_l1']:.4f}, "
+                   f"PSNR {metrics['identity_psnr']:.2f} dB, SSIM {metrics['identity_ssim']:.4f}.</p>")
+    mode = "dropout on, seed " + str(dropout_seed) if dropout_seed is not None else "eval mode (dropout off)"
+    page = out_dir / "index.html"
+    page.write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>genforge translate</title>"
+        "<style>img{image-rendering:pixelated;width:128px}td{padding:4px;font:12px sans-serif}</style></head><body>\n"
+        f"<h1>{html.escape(str(run.run_dir))} (step {run.step})</h1>\n"
+        f"<p>Input {html.escape(str(input_path))}; direction {run.config.pix2pix.direction}; {mode}.</p>\n{summary}\n"
+        f"<table>\n<tr>{header}</tr>\n" + "\n".join(rows) + "\n</table>\n</body></html>\n", encoding="utf-8")
+    return TranslateResult(out_dir, len(names), page, metrics, data.extras["notes"])

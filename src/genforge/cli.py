@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Train, sample and evaluate generative image models, offline, on CPU or CUDA.",
                      epilog=_examples("genforge train --preset demo-dcgan --out runs/dcgan",
                                       "genforge sample --run runs/dcgan --n 64 --out grid.png",
-                                      "genforge info --run runs/dcgan"))
+                                      "genforge info --run runs/dcgan",
+                                      "genforge eval --run runs/dcgan --evaluator evaluators/mnist.pt"))
     parser.add_argument("--version", action="version", version=f"genforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)

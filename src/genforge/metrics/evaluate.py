@@ -269,15 +269,14 @@ class TrainingEvaluator:
                                      nll_images=e.n_samples)
         if "nll" in metrics and self.family != "vae":
             raise GenforgeError(f"eval.metrics has nll but {cfg.model.name} is not a VAE; drop nll")
+        if "acc" in metrics and not cfg.model.num_classes:
+            raise GenforgeError(f"eval.metrics has acc but {cfg.model.name} is not class-conditional; drop acc")
         self.extractors = None
         self.real_features = None
         if any(m in FEATURE_METRICS for m in metrics):
             self.extractors = make_extractors(cfg.data.name, cfg.model.image_size, cfg.model.channels, device,
                                               e.evaluator or None, e.inception_weights or None)
             real_images, _, _ = _reference(cfg, self.settings.reference_split, e.n_samples, e.seed)
-            if "kid" in metrics and min(len(real_images), e.n_samples) < _kid_size(self.settings, len(real_images),
-                                                                                    e.n_samples):
-                raise GenforgeError("eval.n_samples is too small for KID's subsets; raise it")
             self.real_features = extract(self.extractors.features, real_images)
         self.test = _reference(cfg, "test", e.n_samples, e.seed) if "nll" in metrics else None
 

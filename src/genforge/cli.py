@@ -59,6 +59,8 @@ def _add_train(sub) -> None:
                         "and on recent GPUs, fp16 on older GPUs, fp32 otherwise)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any setting, e.g. --set gan.ema_decay=0 (repeatable)")
+    p.add_argument("--eval-every", type=int, metavar="N",
+                   help="compute eval.metrics (default FID, KID, IS, P/R) every N steps into metrics.jsonl")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_train)
@@ -72,6 +74,7 @@ def _train_overrides(args) -> list[dict]:
         "data": {"name": args.data, "root": args.data_root, "skip_bad": args.skip_bad},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
                   "seed": args.seed, "device": args.device, "precision": args.precision},
+        "eval": {"every": args.eval_every},
     }
     flags = {s: {k: v for k, v in d.items() if v is not None} for s, d in flags.items()}
     return [flags] + [parse_override(text) for text in args.set]
@@ -354,6 +357,95 @@ def _cmd_translate(args) -> int:
     return 0
 
 
+
+
+# --- eval -------------------------------------------------------------------------------------------
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser(
+        "eval", help="measure a run: FID, KID, IS, precision/recall, VAE likelihood; eval.json + HTML report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measure the newest checkpoint of a run against real images of its dataset. Writes "
+                    "eval.json (every number with its protocol) and report.html into --out (default RUN/eval).",
+        epilog=_examples("genforge eval --run runs/dcgan --evaluator evaluators/mnist.pt",
+                         "genforge eval --run runs/vae --metrics fid,nll --n 5000",
+                         "genforge eval --run runs/dcgan --inception-weights pt_inception-2015-12-05-6726825d.pth"))
+    p.add_argument("--run", required=True, help="run directory written by genforge train")
+    p.add_argument("--n", type=int, default=10000, help="generated images, and at most this many real ones (default 10000)")
+    p.add_argument("--metrics", help="comma-separated: fid,kid,is,pr,acc,nll (default fid,kid,is,pr; "
+                                     "+acc for conditional models, +nll for VAEs)")
+    p.add_argument("--evaluator", help="evaluator file from genforge train-evaluator (default evaluators/DATA.pt)")
+    p.add_argument("--inception-weights", metavar="FILE",
+                   help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: Inception-v3 features instead")
+    p.add_argument("--seed", type=int, default=0, help="latent seed of the samples; also seeds KID subsets and IS splits")
+    p.add_argument("--kid-subset-size", type=int, default=0, help="images per KID subset (default min(1000, n))")
+    p.add_argument("--kid-subsets", type=int, default=100, help="number of KID subsets (default 100)")
+    p.add_argument("--nll-k", type=int, default=1000, help="importance samples per test image (default 1000)")
+    p.add_argument("--nll-images", type=int, default=10000, help="test images for the VAE likelihood (default 10000)")
+    p.add_argument("--binarize", choices=["dynamic", "threshold", "none"],
+                   help="test targets of the likelihood (default dynamic for Bernoulli decoders, none for Gaussian)")
+    p.add_argument("--out", help="folder for eval.json and report.html (default RUN/eval)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args) -> int:
+    from .metrics.evaluate import EvalSettings, parse_metrics
+    from .metrics.report import evaluate_and_report
+
+    settings = EvalSettings(n=args.n, metrics=parse_metrics(args.metrics), seed=args.seed,
+                            kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, nll_k=args.nll_k,
+                            nll_images=args.nll_images, binarize=args.binarize or "")
+    result, paths = evaluate_and_report(args.run, settings, args.evaluator, args.inception_weights, args.device,
+                                        args.out, log=lambda text: print(text, file=sys.stderr, flush=True))
+    extractor = result["protocol"].get("extractor", {})
+    if extractor:
+        print(f"extractor: {extractor['kind']} {extractor.get('path', '')} (sha256 {extractor['sha256'][:12]}...)")
+    reference = result["protocol"]["reference"]
+    print(f"protocol:  {result['protocol']['n_generated']} generated (seed {result['protocol']['sample_seed']}) vs "
+          f"{reference['n']} real ({reference['data']} {reference['split']})")
+    for key, value in result["metrics"].items():
+        print(f"{key + ':':<16} {value:.5g}")
+    print(f"wrote {paths['json']} and {paths['html']}")
+    return 0
+
+
+# --- train-evaluator --------------------------------------------------------------------------------
+
+def _add_train_evaluator(sub) -> None:
+    p = sub.add_parser(
+        "train-evaluator", help="train the dataset classifier whose features FID, KID, IS and P/R use",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a small CNN classifier on a labelled dataset and save it as an evaluator file "
+                    "(state dict, data name, image size, channels, classes, test accuracy).",
+        epilog=_examples("genforge train-evaluator --data mnist --data-root ../shared/data/mnist --out evaluators/mnist.pt",
+                         "genforge train-evaluator --data mnist-5k --epochs 2 --out evaluators/mnist-5k.pt"))
+    p.add_argument("--data", required=True, help="labelled dataset name (see genforge info)")
+    p.add_argument("--data-root", help="folder holding the dataset's files")
+    p.add_argument("--out", help="evaluator file to write (default evaluators/DATA.pt)")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training split (default 3)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--image-size", type=int, help="resize the data to this side first (match your runs)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="convert the data to 1 or 3 channels first")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=_cmd_train_evaluator)
+
+
+def _cmd_train_evaluator(args) -> int:
+    import time
+
+    from .metrics.features import train_evaluator
+
+    out = Path(args.out or f"evaluators/{args.data.replace(':', '-').replace('/', '-')}.pt")
+    start = time.perf_counter()
+    evaluator = train_evaluator(args.data, args.data_root, out, epochs=args.epochs, batch_size=args.batch_size,
+                                lr=args.lr, seed=args.seed, device=args.device, image_size=args.image_size,
+                                channels=args.channels, overwrite=args.overwrite)
+    print(f"evaluator: {out} (test accuracy {evaluator.test_accuracy:.4f}, {time.perf_counter() - start:.0f}s, "
+          f"sha256 {evaluator.sha256[:16]}...)")
     return 0
 
 
@@ -366,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Train, sample and evaluate generative image models, offline, on CPU or CUDA.",
                      epilog=_examples("genforge train --preset demo-dcgan --out runs/dcgan",
                                       "genforge sample --run runs/dcgan --n 64 --out grid.png",
-                                      "genforge info --run runs/dcgan"))
+                                      "genforge info --run runs/dcgan",
+                                      "genforge eval --run runs/dcgan --evaluator evaluators/mnist.pt"))
     parser.add_argument("--version", action="version", version=f"genforge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
@@ -374,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_translate(sub)
     _add_data(sub)
+    _add_train_evaluator(sub)
+    _add_eval(sub)
     return parser
 
 

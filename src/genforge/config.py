@@ -226,6 +226,34 @@ class Pix2PixConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Metrics computed during training (genforge train --eval-every N); see docs/evaluation.md."""
+
+    every: int = 0
+    """Steps between evaluations during training; 0 turns them off. Numbers go to metrics.jsonl as eval_*."""
+    metrics: str = ""
+    """Comma-separated metrics (fid, kid, is, pr, acc, nll); empty = fid,kid,is,pr (+ acc when conditional)."""
+    n_samples: int = 2000
+    """Generated (and at most reference) images per evaluation during training."""
+    evaluator: str = ""
+    """Evaluator file from genforge train-evaluator; empty = evaluators/DATA.pt when it exists."""
+    inception_weights: str = ""
+    """pt_inception-2015-12-05-6726825d.pth of pytorch-fid for Inception features instead of the classifier's."""
+    seed: int = 0
+    """Latent seed of the evaluation samples (the same latents at every evaluation)."""
+    nll_k: int = 100
+    """Importance samples per test image when nll is among the metrics during training."""
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 0, f"eval.every must be >= 0 (0 = off), got {self.every}")
+        _check(self.n_samples >= 2, f"eval.n_samples must be at least 2, got {self.n_samples}; use e.g. 2000")
+        _check(self.nll_k >= 1, f"eval.nll_k must be positive, got {self.nll_k}")
+        known = ("fid", "kid", "is", "pr", "acc", "nll")
+        bad = [m for m in (x.strip() for x in self.metrics.split(",")) if m and m not in known]
+        _check(not bad, f"eval.metrics has unknown metric(s) {', '.join(bad)}; choose from {', '.join(known)}")
+
+
+@dataclass
 class RunConfig:
     """Everything that defines a run. Saved as config.yaml in the run directory.
 
@@ -238,6 +266,7 @@ class RunConfig:
     gan: GANConfig = field(default_factory=GANConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -271,7 +300,8 @@ class RunConfig:
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
-                             "gan": GANConfig, "vae": VAEConfig, "pix2pix": Pix2PixConfig}
+                             "gan": GANConfig, "vae": VAEConfig, "pix2pix": Pix2PixConfig,
+                             "eval": EvalConfig}
 
 
 # Presets: named partial configurations, applied before the config file and the flags.

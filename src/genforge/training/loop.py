@@ -38,7 +38,9 @@ from .steps import STEPS, Batch, Precision, resolve_precision, vae_test_loss
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
 RESUMABLE_CHANGES = ("train.steps", "train.device", "train.log_every", "train.sample_every",
-                     "train.checkpoint_every", "train.keep_checkpoints", "data.workers")
+                     "train.checkpoint_every", "train.keep_checkpoints", "data.workers",
+                     "eval.every", "eval.metrics",
+                     "eval.n_samples", "eval.evaluator", "eval.inception_weights", "eval.seed", "eval.nll_k")
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 SAMPLE_GRID_SIZE = 64
@@ -286,6 +288,11 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     channels_last = to_channels_last(nets, t.channels_last)
     sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
                            channels_last=channels_last)
+    evaluator = None
+    if cfg.eval.every:
+        from ..metrics.evaluate import TrainingEvaluator
+
+        evaluator = TrainingEvaluator(cfg, device)  # loads the evaluator and reference features once
     resumed = prepare_run_dir(run_dir, cfg)
     opts = make_optimizers(cfg, nets)
     precision = Precision(device, t.precision, list(nets))
@@ -388,6 +395,11 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
             # Snapshot: a sample grid from the fixed latent batch.
             if (step % t.sample_every == 0 and step > start_step) or (done and last_sample is None):
                 last_sample = snapshot()
+
+            # Evaluate: metrics of samples from the current networks; the global RNGs are left as they were.
+            if evaluator is not None and step > start_step and stop.signal_name is None and (
+                    step % cfg.eval.every == 0 or done):
+                reporter.record(step, t.steps, evaluator(nets, ema.model if ema else None))
 
             # Checkpoint (never over a good one: losses were checked just above).
             if step > start_step and (step % t.checkpoint_every == 0 or stopping):

@@ -1,0 +1,111 @@
+"""genforge eval, train-evaluator and train --eval-every, end to end on tiny runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from genforge.cli import main
+from genforge.config import resolve_config
+from genforge.metrics.features import ClassifierNet, Evaluator, file_sha256, load_evaluator, save_evaluator
+from genforge.training import train
+from genforge.training.checkpoint import list_checkpoints, load_checkpoint
+from genforge.training.report import read_metrics
+
+
+
+def tiny_config(steps: int = 10, **sections):
+    """A tiny DCGAN on mnist-5k (as tests/conftest.py's tiny_config, which this folder cannot import)."""
+    base = {"model": {"name": "dcgan", "width": 8, "latent_dim": 8}, "data": {"name": "mnist-5k"},
+            "train": {"steps": steps, "batch_size": 16, "log_every": 5, "sample_every": 5, "checkpoint_every": 5,
+                      "device": "cpu"}}
+    base.update(sections)
+    return resolve_config(overrides=[base])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "dcgan"
+    train(tiny_config(10), run_dir, quiet=True)
+    return run_dir
+
+
+def test_evaluator_file_round_trip(tmp_path, quick_evaluator):
+    assert quick_evaluator.test_accuracy > 0.8
+    loaded = load_evaluator(quick_evaluator.path)
+    assert loaded.sha256 == file_sha256(quick_evaluator.path) == quick_evaluator.sha256
+    assert (loaded.data, loaded.image_size, loaded.channels, loaded.num_classes) == ("mnist-5k", 28, 1, 10)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(loaded.network(x), quick_evaluator.network.eval()(x))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(Exception, match="corrupt or not an evaluator"):
+        load_evaluator(bad)
+
+
+def test_eval_cli_writes_json_and_report(tiny_run, quick_evaluator, cli, tmp_path):
+    out = tmp_path / "report"
+    proc = cli("eval", "--run", tiny_run, "--n", 300, "--evaluator", quick_evaluator.path, "--out", out,
+               "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "fid:" in proc.stdout and "precision:" in proc.stdout
+    result = json.loads((out / "eval.json").read_text())
+    metrics = result["metrics"]
+    assert {"fid", "kid_mean", "kid_std", "is_mean", "is_std", "precision", "recall", "density", "coverage"} <= set(metrics)
+    assert metrics["fid"] > 0 and 1 <= metrics["is_mean"] <= 10
+    protocol = result["protocol"]
+    assert protocol["extractor"]["sha256"] == file_sha256(quick_evaluator.path)
+    assert protocol["reference"] == {"data": "mnist-5k", "split": "test", "n": 300,
+                                     "selection": "random subset of 300 (seed 0)"}
+    assert protocol["kid"]["subset_size"] == 300 and protocol["n_generated"] == 300
+    html = (out / "report.html").read_text()
+    for picture in ("samples.png", "real.png", "nearest.png", "training-curves.png"):
+        assert picture in html and (out / picture).stat().st_size > 0
+
+
+def test_eval_refuses_an_evaluator_of_other_data(tiny_run, tmp_path, capsys):
+    other = Evaluator(ClassifierNet(3, 10), "cifar", 32, 3, 10, 0.5)
+    path = tmp_path / "cifar.pt"
+    save_evaluator(other, path, width=16)
+    assert main(["eval", "--run", str(tiny_run), "--n", "50", "--evaluator", str(path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3x32x32" in err and "1x28x28" in err
+    assert not (tiny_run / "eval").exists()
+
+
+def test_eval_bad_inputs_exit_2(tiny_run, quick_evaluator, tmp_path, capsys):
+    base = ["eval", "--run", str(tiny_run), "--device", "cpu", "--evaluator", str(quick_evaluator.path)]
+    cases = [
+        (["--n", "50", "--kid-subset-size", "100"], "KID with subsets of 100"),
+        (["--n", "50", "--inception-weights", str(tmp_path / "none.pth")], "pt_inception-2015-12-05"),
+        (["--metrics", "fid,nll"], "nll is a VAE metric"),
+        (["--metrics", "fid,bogus"], "unknown metric"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2, extra
+        assert message in capsys.readouterr().err
+    assert not (tiny_run / "eval").exists()
+
+
+def test_eval_without_evaluator_says_how_to_make_one(tiny_run, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no evaluators/ folder here
+    assert main(["eval", "--run", str(tiny_run), "--n", "50", "--device", "cpu"]) == 2
+    assert "genforge train-evaluator --data mnist-5k" in capsys.readouterr().err
+
+
+def test_eval_every_logs_metrics_and_keeps_training_bit_exact(tmp_path, quick_evaluator):
+    plain, evaluated = tmp_path / "plain", tmp_path / "evaluated"
+    train(tiny_config(10), plain, quiet=True)
+    cfg = tiny_config(10, eval={"every": 5, "n_samples": 100, "evaluator": str(quick_evaluator.path),
+                                               "metrics": "fid,kid,is,pr"})
+    train(cfg, evaluated, quiet=True)
+    records = [r for r in read_metrics(evaluated / "metrics.jsonl") if "eval_fid" in r]
+    assert [r["step"] for r in records] == [5, 10]
+    assert all(r["eval_fid"] > 0 and "eval_kid_mean" in r and "eval_precision" in r for r in records)
+    a = load_checkpoint(list_checkpoints(plain)[-1][1])
+    b = load_checkpoint(list_checkpoints(evaluated)[-1][1])
+    for name in a["networks"]:
+        for key, value in a["networks"][name].items():
+            assert torch.equal(value, b["networks"][name][key]), (name, key)

@@ -32,6 +32,10 @@ MODELS: dict[str, ModelSpec] = {
     "dcgan": ModelSpec("gan", dcgan.build, 100, 64),
     "vae-mlp": ModelSpec("vae", vae_mlp.build, 16, 512),
     "vae-conv": ModelSpec("vae", vae_conv.build, 16, 32),
+    # Class-conditional VAEs (Sohn et al. 2015). beta-VAE and IWAE are objectives, not networks:
+    # any VAE trains as one with --set vae.kl_weight=BETA or --set vae.objective=iwae.
+    "cvae-mlp": ModelSpec("vae", vae_mlp.build, 16, 512, conditional=True),
+    "cvae-conv": ModelSpec("vae", vae_conv.build, 16, 32, conditional=True),
 }
 
 

@@ -147,7 +147,7 @@ class BatchSampler:
             self._epoch = epoch
         idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
         labels = self.labels.index_select(0, idx) if self.labels is not None else None
-        return Batch(self.images.index_select(0, idx), labels)
+        return Batch(self.images.index_select(0, idx), labels, step)
 
 
 @dataclass

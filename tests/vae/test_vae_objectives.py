@@ -16,7 +16,7 @@ from genforge.errors import GenforgeError
 from genforge.models import build_networks
 from genforge.training.loop import make_optimizers, resolve_model
 from genforge.training.steps import Batch, Precision, kl_weight_at, vae_step, vae_targets
-from tests.conftest import tiny_config
+from vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 
 def test_closed_form_kl_matches_monte_carlo():

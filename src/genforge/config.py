@@ -312,6 +312,13 @@ def parse_override(text: str) -> dict:
     return {section.strip(): {name.strip(): yaml.safe_load(value) if value.strip() else ""}}
 
 
+def _is_zero(value: Any) -> bool:
+    try:
+        return value is not None and not isinstance(value, bool) and float(value) == 0
+    except (TypeError, ValueError):
+        return False
+
+
 def resolve_config(preset: str | None = None, config_file: str | None = None,
                    overrides: list[dict] | None = None) -> RunConfig:
     """defaults < preset < config file < overrides (each a nested dict)."""
@@ -326,7 +333,7 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         merged = deep_update(merged, o)
     # In ModelConfig 0 means "not given, take the model's default"; a user who writes 0 means a
     # latent of size zero, which no model has, so an explicit 0 is refused here rather than replaced.
-    if isinstance(merged.get("model"), dict) and str(merged["model"].get("latent_dim", "")).strip() == "0":
+    if isinstance(merged.get("model"), dict) and _is_zero(merged["model"].get("latent_dim")):
         raise GenforgeError("model.latent_dim must be at least 1, got 0; leave it out for the model's default")
     return RunConfig.from_dict(merged, source="configuration")
 

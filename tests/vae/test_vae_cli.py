@@ -69,6 +69,7 @@ def test_objective_names_from_the_issue_resolve(capsys):
     (["train", "--model", "vae-mlp", "--set", "model.latent_dim=0", "--dry-run"], "latent_dim must be at least 1"),
     (["train", "--model", "vae-mlp", "--set", "vae.objective=iwae", "--set", "vae.importance_samples=0"],
      "importance_samples"),
+    (["train", "--model", "iwae", "--dry-run"], "--set vae.objective=iwae"),
     (["sample", "--run", "{cvae}", "--n", "4"], "class-conditional; give a class"),
     (["sample", "--run", "{cvae}", "--class", "10"], "out of range"),
     (["encode", "--run", "{vae}", "--input", "{big}"], "32x32 but the model was trained on 28x28"),
@@ -94,3 +95,10 @@ def test_help_lists_the_vae_commands(capsys):
     out = capsys.readouterr().out
     for command in ("encode", "decode", "vae-tools"):
         assert command in out
+
+
+def test_conditional_sample_of_one_class_and_of_all(runs, tmp_path, capsys):
+    assert main(["sample", "--run", str(runs / "cvae"), "--class", "3", "--n", "4", "--out", str(tmp_path / "three.png")]) == 0
+    assert main(["sample", "--run", str(runs / "cvae"), "--class", "all", "--n", "20",
+                 "--out", str(tmp_path / "all.png")]) == 0
+    assert Image.open(tmp_path / "all.png").size[1] > Image.open(tmp_path / "three.png").size[1]  # 10 rows vs 2

@@ -39,7 +39,18 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+# Names of VAE variants that are objectives or shorthands, not networks: the settings that give them.
+VARIANT_HINTS = {
+    "iwae": "iwae is an objective: use --model vae-mlp or vae-conv with --set vae.objective=iwae",
+    "beta-vae": "beta-vae is an objective: use --model vae-mlp or vae-conv with --set vae.kl_weight=BETA",
+    "vae": "choose the dense (--model vae-mlp) or the convolutional (--model vae-conv) VAE",
+    "cvae": "choose the dense (--model cvae-mlp) or the convolutional (--model cvae-conv) conditional VAE",
+}
+
+
 def model_spec(name: str) -> ModelSpec:
+    if name in VARIANT_HINTS:
+        raise GenforgeError(f"unknown model {name!r}; {VARIANT_HINTS[name]}")
     if name not in MODELS:
         raise GenforgeError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[name]

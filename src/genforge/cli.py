@@ -40,7 +40,7 @@ def _add_train(sub) -> None:
             "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
     p.add_argument("--preset", help="named settings to start from (see genforge info --presets)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
-    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, vae-mlp, vae-conv, pix2pix, ...")
+    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, ...")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,
@@ -154,6 +154,111 @@ def _cmd_sample(args) -> int:
         print(f"wrote {len(paths)} images to {args.out}")
     else:
         print(f"wrote {save_grid(images, args.out, nrow=nrow)}")
+    return 0
+
+
+# --- encode / decode / vae-tools (VAEs) ---------------------------------------------------------------
+
+def _class_labels(text: str | None):
+    """--class K -> a one-element tensor (None when not given)."""
+    import torch
+
+    if text is None:
+        return None
+    try:
+        return torch.tensor([int(text)])
+    except ValueError:
+        raise GenforgeError(f"--class takes a class index, got {text!r}") from None
+
+
+def _add_encode(sub) -> None:
+    p = sub.add_parser(
+        "encode", help="VAEs: image files -> latent codes (.npy, posterior means)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("genforge encode --run runs/vae --input digits/ --out z.npy",
+                         "genforge encode --run runs/cvae --input seven.png --class 7 --out z.npy"))
+    p.add_argument("--run", required=True, help="run directory of a VAE")
+    p.add_argument("--input", required=True, help="an image file, or a folder of images (sorted by name)")
+    p.add_argument("--out", default="z.npy", help="output .npy file: float32 array (N, latent_dim)")
+    p.add_argument("--class", dest="class_", metavar="K", help="conditional VAEs: the images' class")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_encode)
+
+
+def _cmd_encode(args) -> int:
+    from .run import load_run
+    from .vae_tools import load_images, save_latents
+
+    run = load_run(args.run, device=args.device)
+    images, files = load_images(args.input, run.config.model.channels)
+    z = run.encode(images, _class_labels(args.class_))
+    print(f"wrote {save_latents(z, args.out)} ({len(files)} codes of size {z.shape[1]}, in the order of the sorted file names)")
+    return 0
+
+
+def _add_decode(sub) -> None:
+    p = sub.add_parser(
+        "decode", help="VAEs: latent codes (.npy) -> images",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_examples("genforge decode --run runs/vae --input z.npy --out decoded/",
+                         "genforge decode --run runs/vae --input z.npy --out decoded.png"))
+    p.add_argument("--run", required=True, help="run directory of a VAE")
+    p.add_argument("--input", required=True, help=".npy file of shape (N, latent_dim) (or one code of latent_dim)")
+    p.add_argument("--out", required=True, help="a folder (one PNG per code) or a .png file (one grid)")
+    p.add_argument("--class", dest="class_", metavar="K", help="conditional VAEs: the class to decode")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_decode)
+
+
+def _cmd_decode(args) -> int:
+    from .run import load_run
+    from .sampling import save_grid, save_separate
+    from .vae_tools import load_latents
+
+    run = load_run(args.run, device=args.device)
+    images = run.decode(load_latents(args.input), _class_labels(args.class_))
+    if args.out.lower().endswith(".png"):
+        print(f"wrote {save_grid(images, args.out)}")
+    else:
+        print(f"wrote {len(save_separate(images, args.out, prefix='decoded'))} images to {args.out}")
+    return 0
+
+
+def _add_vae_tools(sub) -> None:
+    p = sub.add_parser(
+        "vae-tools", help="VAEs: reconstruction grid, interpolation, latent traversal, 2-D latent map",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Writes reconstructions.png (inputs above reconstructions), interpolation.png, traversal.png "
+                    "(one row per latent dimension) and, for a 2-D latent, latent-map.png.",
+        epilog=_examples("genforge vae-tools --run runs/vae --out runs/vae/tools",
+                         "genforge vae-tools --run runs/vae --input my-digits/ --out tools/"))
+    p.add_argument("--run", required=True, help="run directory of a VAE")
+    p.add_argument("--out", required=True, help="folder for the pictures")
+    p.add_argument("--input", help="images to use (file or folder); default: the run's test (else train) data")
+    p.add_argument("--class", dest="class_", metavar="K", help="conditional VAEs with --input: the images' class")
+    p.add_argument("--n", type=int, default=16, help="number of images for the reconstruction grid (default 16)")
+    p.add_argument("--steps", type=int, default=10, help="images per interpolation and traversal row (default 10)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_vae_tools)
+
+
+def _cmd_vae_tools(args) -> int:
+    from .run import load_run
+    from .vae_tools import load_images, run_images, write_pictures
+
+    if args.n < 2:
+        raise GenforgeError(f"--n must be at least 2, got {args.n}")
+    run = load_run(args.run, device=args.device)
+    if args.input:
+        images, _ = load_images(args.input, run.config.model.channels)
+        labels = _class_labels(args.class_)
+        images = images[:args.n]
+        if labels is not None:
+            labels = labels.expand(len(images))
+    else:
+        images, labels = run_images(run, args.n)
+    for path in write_pictures(run, images, args.out, labels, steps=args.steps):
+        print(f"wrote {path}")
     return 0
 
 
@@ -464,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_train(sub)
     _add_sample(sub)
+    _add_encode(sub)
+    _add_decode(sub)
+    _add_vae_tools(sub)
     _add_info(sub)
     _add_translate(sub)
     _add_data(sub)

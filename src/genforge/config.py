@@ -167,12 +167,39 @@ class VAEConfig:
     reconstruction: str = "bernoulli"
     """Likelihood p(x|z): 'bernoulli' (BCE on logits) or 'gaussian' (sum of squared errors)."""
     kl_weight: float = 1.0
-    """Weight of the KL term (1 gives the ELBO)."""
+    """Weight of the KL term (1 gives the ELBO; beta-VAE uses beta > 1, Higgins et al. 2017)."""
+    objective: str = "elbo"
+    """'elbo' (one z per image, closed-form KL) or 'iwae' (the importance-weighted bound of
+    Burda et al. 2016 with importance_samples z per image)."""
+    importance_samples: int = 5
+    """K, the number of z per image of the iwae objective (Burda et al. use 5 and 50); unused by elbo."""
+    kl_warmup_steps: int = 0
+    """Raise the KL weight linearly from 0 to kl_weight over this many steps (0: no warm-up).
+    The weight is a function of the step number alone, so a resumed run gets the same weights."""
+    binarize: str = "none"
+    """'none', or 'dynamic': every batch is re-binarised, x ~ Bernoulli(pixel / 255), with the
+    checkpointed global RNG (needs the bernoulli decoder)."""
+    decoder_variance: str = "fixed"
+    """Gaussian decoder only: 'fixed' (every pixel has variance fixed_variance) or 'learned' (one
+    learned log-variance per pixel, a parameter of the decoder)."""
+    fixed_variance: float = 0.5
+    """Variance of the fixed Gaussian decoder, in units of [0, 1] pixels (0.5 makes -log p the sum
+    of squared errors plus a constant)."""
 
     def __post_init__(self) -> None:
         _check(self.reconstruction in ("bernoulli", "gaussian"),
                f"vae.reconstruction must be bernoulli or gaussian, got {self.reconstruction!r}")
         _check(self.kl_weight >= 0, f"vae.kl_weight must be >= 0, got {self.kl_weight}")
+        _check(self.objective in ("elbo", "iwae"), f"vae.objective must be elbo or iwae, got {self.objective!r}")
+        _check(self.importance_samples >= 1,
+               f"vae.importance_samples (K) must be at least 1, got {self.importance_samples}; use e.g. 5")
+        _check(self.kl_warmup_steps >= 0, f"vae.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
+        _check(self.binarize in ("none", "dynamic"), f"vae.binarize must be none or dynamic, got {self.binarize!r}")
+        _check(self.binarize == "none" or self.reconstruction == "bernoulli",
+               "vae.binarize=dynamic needs the bernoulli decoder; drop it or set vae.reconstruction=bernoulli")
+        _check(self.decoder_variance in ("fixed", "learned"),
+               f"vae.decoder_variance must be fixed or learned, got {self.decoder_variance!r}")
+        _check(self.fixed_variance > 0, f"vae.fixed_variance must be positive, got {self.fixed_variance}; use e.g. 0.5")
 
 
 @dataclass
@@ -401,6 +428,13 @@ def parse_override(text: str) -> dict:
     return {section.strip(): {name.strip(): yaml.safe_load(value) if value.strip() else ""}}
 
 
+def _is_zero(value: Any) -> bool:
+    try:
+        return value is not None and not isinstance(value, bool) and float(value) == 0
+    except (TypeError, ValueError):
+        return False
+
+
 def resolve_config(preset: str | None = None, config_file: str | None = None,
                    overrides: list[dict] | None = None) -> RunConfig:
     """defaults < preset < config file < overrides (each a nested dict)."""
@@ -413,6 +447,10 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         merged = deep_update(merged, read_config_file(config_file))
     for o in overrides or []:
         merged = deep_update(merged, o)
+    # In ModelConfig 0 means "not given, take the model's default"; a user who writes 0 means a
+    # latent of size zero, which no model has, so an explicit 0 is refused here rather than replaced.
+    if isinstance(merged.get("model"), dict) and _is_zero(merged["model"].get("latent_dim")):
+        raise GenforgeError("model.latent_dim must be at least 1, got 0; leave it out for the model's default")
     return RunConfig.from_dict(merged, source="configuration")
 
 

@@ -74,25 +74,44 @@ def log_normal(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> tor
     return (-0.5 * (LOG_2PI + logvar + (x - mean).pow(2) / logvar.exp())).sum(-1)
 
 
-def reconstruction_log_likelihood(out: torch.Tensor, target: torch.Tensor, reconstruction: str) -> torch.Tensor:
+def gaussian_log_likelihood(mean: torch.Tensor, target: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(target; mean, diag(exp(logvar))) per image, summed over pixels; logvar broadcasts
+    against the images (one value, one per pixel, or one per pixel and image)."""
+    logvar = torch.as_tensor(logvar, dtype=mean.dtype, device=mean.device).expand_as(mean)
+    return (-0.5 * (LOG_2PI + logvar + (target - mean).pow(2) * torch.exp(-logvar))).flatten(1).sum(1)
+
+
+def reconstruction_log_likelihood(out: torch.Tensor, target: torch.Tensor, reconstruction: str,
+                                  decoder_logvar: torch.Tensor | None = None) -> torch.Tensor:
     """log p(x|z) per image (summed over pixels, not averaged), for either decoder.
 
     bernoulli: -BCE(logits, x). gaussian: the same convention as gaussian_reconstruction, i.e.
-    variance 1/2, with its normalising constant -D/2 * log(pi) so that it is a true log density.
+    variance 1/2, with its normalising constant -D/2 * log(pi) so that it is a true log density;
+    or, when decoder_logvar is given, the Gaussian with that (fixed or learned) log-variance.
     """
     if reconstruction == "bernoulli":
         return -F.binary_cross_entropy_with_logits(out, target, reduction="none").flatten(1).sum(1)
+    if decoder_logvar is not None:
+        return gaussian_log_likelihood(out, target, decoder_logvar)
     d = target[0].numel()
     return -(out - target).pow(2).flatten(1).sum(1) - 0.5 * d * math.log(math.pi)
 
 
 def log_importance_weights(target: torch.Tensor, out: torch.Tensor, z: torch.Tensor, mean: torch.Tensor,
-                           logvar: torch.Tensor, reconstruction: str) -> torch.Tensor:
+                           logvar: torch.Tensor, reconstruction: str,
+                           decoder_logvar: torch.Tensor | None = None) -> torch.Tensor:
     """log w = log p(x|z) + log p(z) - log q(z|x) for one z per row (eq. 5 of Burda et al.).
 
     logsumexp over K such weights minus log K is the IWAE bound on log p(x); with K = 1 its
-    expectation is the ELBO.
+    expectation is the ELBO. decoder_logvar: see reconstruction_log_likelihood.
     """
     log_prior = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
     log_posterior = log_normal(z, mean, logvar)
-    return reconstruction_log_likelihood(out, target, reconstruction) + log_prior - log_posterior
+    return (reconstruction_log_likelihood(out, target, reconstruction, decoder_logvar)
+            + log_prior - log_posterior)
+
+
+def importance_weighted_bound(log_weights: torch.Tensor) -> torch.Tensor:
+    """The IWAE bound per image, log (1/K) sum_k w_k (Burda et al. 2016, eq. 8), from log weights
+    of shape (K, N): logsumexp over the K samples minus log K, computed stably."""
+    return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])

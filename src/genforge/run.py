@@ -45,6 +45,18 @@ class Run:
             return generate_gan(self.generator, z, labels).cpu()
         return generate_vae(self.networks["vae"], z, self.config.vae.reconstruction, labels).cpu()
 
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """VAEs: posterior means (N, latent_dim) of uint8 or [0, 1] images (see genforge.vae_tools)."""
+        from . import vae_tools
+
+        return vae_tools.encode(self, images, labels)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """VAEs: images in [0, 1] (N, C, H, W) on the CPU from latent codes (N, latent_dim)."""
+        from . import vae_tools
+
+        return vae_tools.decode(self, z, labels)
+
     def check_labels(self, n: int, labels) -> torch.Tensor | None:
         """Labels as a tensor of n class indices on the device, or None for unconditional models."""
         classes = self.config.model.num_classes

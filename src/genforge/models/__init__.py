@@ -36,10 +36,25 @@ MODELS: dict[str, ModelSpec] = {
     "vae-conv": ModelSpec("vae", vae_conv.build, 16, 32),
     # Image-to-image: generator(source) -> image, discriminator(source, image); settings in section pix2pix.
     "pix2pix": ModelSpec("pix2pix", pix2pix.build, 0, 64, options="pix2pix"),
+    # Class-conditional VAEs (Sohn et al. 2015). beta-VAE and IWAE are objectives, not networks:
+    # any VAE trains as one with --set vae.kl_weight=BETA or --set vae.objective=iwae.
+    "cvae-mlp": ModelSpec("vae", vae_mlp.build, 16, 512, conditional=True),
+    "cvae-conv": ModelSpec("vae", vae_conv.build, 16, 32, conditional=True),
+}
+
+
+# Names of VAE variants that are objectives or shorthands, not networks: the settings that give them.
+VARIANT_HINTS = {
+    "iwae": "iwae is an objective: use --model vae-mlp or vae-conv with --set vae.objective=iwae",
+    "beta-vae": "beta-vae is an objective: use --model vae-mlp or vae-conv with --set vae.kl_weight=BETA",
+    "vae": "choose the dense (--model vae-mlp) or the convolutional (--model vae-conv) VAE",
+    "cvae": "choose the dense (--model cvae-mlp) or the convolutional (--model cvae-conv) conditional VAE",
 }
 
 
 def model_spec(name: str) -> ModelSpec:
+    if name in VARIANT_HINTS:
+        raise GenforgeError(f"unknown model {name!r}; {VARIANT_HINTS[name]}")
     if name not in MODELS:
         raise GenforgeError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[name]

@@ -146,8 +146,18 @@ class BatchSampler:
             self._order = torch.randperm(len(self.images), generator=g).to(self.device)
             self._epoch = epoch
         idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self._gather(idx, step)
+
+    def extra(self, step: int, k: int) -> Batch:
+        """The k-th additional batch of step s (k >= 1), for steps that need more than one (e.g.
+        gan.d_steps): distinct images drawn with a generator seeded by (seed, step, k) alone."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + k)
+        idx = torch.randperm(len(self.images), generator=g)[:self.batch_size].to(self.device)
+        return self._gather(idx, step)
+
+    def _gather(self, idx: torch.Tensor, step: int) -> Batch:
         labels = self.labels.index_select(0, idx) if self.labels is not None else None
-        return Batch(self.images.index_select(0, idx), labels)
+        return Batch(self.images.index_select(0, idx), labels, step, lambda k: self.extra(step, k))
 
 
 @dataclass

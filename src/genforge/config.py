@@ -281,8 +281,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # GAN presets (docs/gan.md lists them with their sources). The CIFAR ones name the cifar10
     # dataset; train on the JPEG zip with --data zip:PATH/train.zip. Step counts are the papers';
     # on a CPU, lower them with --steps.
-    "cgan-mnist": {  # class-conditional DCGAN: conditional batch norm + projection discriminator
-        "model": {"name": "cdcgan", "width": 32},
+    "cgan-mnist": {  # class-conditional DCGAN: conditional BN + one-hot z; projection + auxiliary classifier
+        "model": {"name": "cdcgan", "width": 32, "class_head": "both"},
         "data": {"name": "mnist"},
         "train": {"steps": 5000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]},
         "gan": {"loss": "non-saturating", "ema_decay": 0.999},

@@ -52,14 +52,17 @@ class Generator(nn.Module):
 
 class ConditionalGenerator(nn.Module):
     """The DCGAN generator with class-conditional batch norm (de Vries et al. 2017): the label
-    picks each layer's scale and shift, as in the generators of Miyato and Koyama 2018."""
+    picks each layer's scale and shift, as in the generators of Miyato and Koyama 2018. The label
+    is also appended to z as a one-hot vector (Mirza and Osindero 2014), which makes the class
+    take hold within the first few hundred steps; batch norm alone is slow to condition this
+    small, shallow network."""
 
     def __init__(self, latent_dim: int, channels: int, image_size: int, width: int, num_classes: int):
         super().__init__()
         self.latent_dim, self.num_classes = latent_dim, num_classes
         base, doublings = base_and_doublings(image_size)
         ch = width * 2 ** (doublings - 1)
-        self.convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim, ch, base, 1, 0, bias=False)])
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim + num_classes, ch, base, 1, 0, bias=False)])
         self.norms = nn.ModuleList([ConditionalBatchNorm2d(ch, num_classes)])
         for _ in range(doublings - 1):
             self.convs.append(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False))
@@ -69,7 +72,8 @@ class ConditionalGenerator(nn.Module):
         init_weights(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = z.view(z.shape[0], -1, 1, 1)
+        one_hot = torch.nn.functional.one_hot(labels, self.num_classes).to(z.dtype)
+        h = torch.cat([z, one_hot], 1).view(z.shape[0], -1, 1, 1)
         for conv, norm in zip(self.convs, self.norms):
             h = torch.relu(norm(conv(h), labels))
         return torch.tanh(self.to_image(h))
@@ -77,7 +81,7 @@ class ConditionalGenerator(nn.Module):
 
 class Discriminator(nn.Module):
     """DCGAN's discriminator; with `spectral_norm`, every weight is spectrally normalised and batch
-    norm is left out (Miyato et al. 2018). With `num_classes`, a ClassHead on the mean-pooled last
+    norm is left out (Miyato et al. 2018). With `num_classes`, a ClassHead on the flattened last
     features adds a projection term and/or an auxiliary classifier."""
 
     def __init__(self, channels: int, image_size: int, width: int = 64, num_classes: int = 0,
@@ -99,20 +103,21 @@ class Discriminator(nn.Module):
         for layer in self.net:
             if isinstance(layer, nn.Conv2d):
                 maybe_spectral_norm(layer, spectral_norm)
-        self.class_head = ClassHead(ch, num_classes, class_head, spectral_norm) if num_classes else None
+        self.class_head = ClassHead(ch * base * base, num_classes, class_head, spectral_norm) if num_classes else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, return_class_logits: bool = False):
         """Logits (N,); with return_class_logits (acgan heads) also class logits (N, num_classes)."""
         if self.class_head is None:
             return self.net(x).flatten()
         features = self.net[:-1](x)
-        # Global average pooling (Miyato and Koyama sum-pool, with spectral norm keeping the scale;
-        # this discriminator often runs without it, and the mean keeps the projection term near
-        # the size of the unconditional logit at initialisation).
-        pooled = features.mean((2, 3))
-        logits = self.net[-1](features).flatten() + self.class_head.projection(pooled, labels)
+        # phi(x) is the whole last feature map, flattened: the unconditional logit is a linear
+        # function of it (the base x base convolution) and so is the class term. Pooling it, as
+        # the deeper ResNet does, would leave this shallow network a bag of 10x10 patches, which
+        # tells digits apart poorly.
+        flat = features.flatten(1)
+        logits = self.net[-1](features).flatten() + self.class_head.projection(flat, labels)
         if return_class_logits:
-            return logits, self.class_head.class_logits(pooled)
+            return logits, self.class_head.class_logits(flat)
         return logits
 
 

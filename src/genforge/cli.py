@@ -40,7 +40,7 @@ def _add_train(sub) -> None:
             "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
     p.add_argument("--preset", help="named settings to start from (see genforge info --presets)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
-    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, ...")
+    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,
@@ -115,6 +115,8 @@ def _add_sample(sub) -> None:
         "sample", help="draw images from a trained run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_examples("genforge sample --run runs/dcgan --n 64 --seed 0 --out grid.png",
+                         "genforge sample --run runs/cgan-mnist --class all --n 80 --out classes.png",
+                         "genforge sample --run runs/cgan-mnist --class 7 --n 64 --truncation 0.7 --out sevens.png",
                          "genforge sample --run runs/vae --n 100 --separate --out samples/"))
     p.add_argument("--run", required=True, help="run directory written by genforge train")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
@@ -124,6 +126,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--out", default="samples.png", help="PNG file for the grid, or a folder with --separate")
     p.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
     p.add_argument("--separate", action="store_true", help="write one PNG per image into the --out folder")
+    p.add_argument("--truncation", type=float, default=0.0, metavar="T",
+                   help="truncation trick: redraw latent values outside [-T, T] (e.g. 0.7; default off)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_sample)
 
@@ -148,7 +152,7 @@ def _cmd_sample(args) -> int:
             labels = torch.tensor([int(args.class_)])
         except ValueError:
             raise GenforgeError(f"--class takes a class index or 'all', got {args.class_!r}") from None
-    images = run.sample(args.n, seed=args.seed, labels=labels)
+    images = run.sample(args.n, seed=args.seed, labels=labels, truncation=args.truncation)
     if args.separate:
         paths = save_separate(images, args.out)
         print(f"wrote {len(paths)} images to {args.out}")
@@ -259,6 +263,59 @@ def _cmd_vae_tools(args) -> int:
         images, labels = run_images(run, args.n)
     for path in write_pictures(run, images, args.out, labels, steps=args.steps):
         print(f"wrote {path}")
+    return 0
+
+
+# --- interpolate ------------------------------------------------------------------------------------
+
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser(
+        "interpolate", help="images along a spherical path between latent seeds, as a grid or an animated GIF",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Walk the latent space from seed to seed (spherical interpolation). A .png --out is a "
+                    "grid with one row per leg; a .gif --out is an animation of the whole path.",
+        epilog=_examples("genforge interpolate --run runs/dcgan --seeds 1,2,3 --steps 8 --out interp.png",
+                         "genforge interpolate --run runs/dcgan --seeds 1,2,3,1 --steps 16 --out walk.gif --scale 4",
+                         "genforge interpolate --run runs/cgan-mnist --class 3 --seeds 0,5 --truncation 0.7 --out threes.png"))
+    p.add_argument("--run", required=True, help="run directory written by genforge train")
+    p.add_argument("--seeds", required=True, help="comma-separated latent seeds visited in order, e.g. 1,2,3")
+    p.add_argument("--steps", type=int, default=8, help="images per leg, both ends included (default 8)")
+    p.add_argument("--class", dest="class_", metavar="K", help="class-conditional models: the class to draw")
+    p.add_argument("--truncation", type=float, default=0.0, metavar="T", help="truncate the seeds' latents to [-T, T]")
+    p.add_argument("--out", default="interpolation.png", help=".png grid or .gif animation")
+    p.add_argument("--frame-ms", type=int, default=120, help="GIF: milliseconds per frame (default 120)")
+    p.add_argument("--scale", type=int, default=1, help="GIF: enlarge frames this many times (default 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_interpolate)
+
+
+def _cmd_interpolate(args) -> int:
+    from .run import load_run
+    from .sampling import save_gif, save_grid
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise GenforgeError(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {args.seeds!r}") from None
+    suffix = Path(args.out).suffix.lower()
+    if suffix not in (".png", ".gif"):
+        raise GenforgeError(f"--out must end in .png (grid) or .gif (animation), got {args.out!r}")
+    if args.frame_ms <= 0 or args.scale <= 0:
+        raise GenforgeError("--frame-ms and --scale must be positive")
+    labels = None
+    if args.class_ is not None:
+        try:
+            labels = [int(args.class_)]
+        except ValueError:
+            raise GenforgeError(f"--class takes a class index, got {args.class_!r}") from None
+    run = load_run(args.run, device=args.device)
+    images = run.interpolate(seeds, args.steps, labels=labels, truncation=args.truncation)
+    if suffix == ".gif":
+        # Legs share their end points: drop each leg's first frame after the first leg.
+        keep = [i for i in range(len(images)) if i < args.steps or i % args.steps]
+        print(f"wrote {save_gif(images[keep], args.out, frame_ms=args.frame_ms, scale=args.scale)}")
+    else:
+        print(f"wrote {save_grid(images, args.out, nrow=args.steps)}")
     return 0
 
 
@@ -572,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(sub)
     _add_decode(sub)
     _add_vae_tools(sub)
+    _add_interpolate(sub)
     _add_info(sub)
     _add_translate(sub)
     _add_data(sub)

@@ -39,8 +39,18 @@ class ModelConfig:
     """Image channels (1 or 3); 0 takes them from the data."""
     num_classes: int = 0
     """Number of classes for class-conditional models; 0 for unconditional ones."""
+    spectral_norm: bool = False
+    """GANs: spectral normalisation (Miyato et al. 2018) of every discriminator weight; the dcgan
+    discriminators then drop their batch norm, as in the paper's SN-GANs."""
+    class_head: str = "projection"
+    """Class-conditional GAN discriminators: 'projection' (Miyato and Koyama 2018), 'acgan' (an
+    auxiliary classifier, Odena et al. 2017) or 'both'."""
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.spectral_norm, bool),
+               f"model.spectral_norm must be true or false, got {self.spectral_norm!r}")
+        _check(self.class_head in ("projection", "acgan", "both"),
+               f"model.class_head must be projection, acgan or both, got {self.class_head!r}")
         _check(self.latent_dim >= 0, f"model.latent_dim must be positive, got {self.latent_dim}; use e.g. 100")
         _check(self.width >= 0, f"model.width must be positive, got {self.width}; use e.g. 64")
         _check(self.image_size >= 0, f"model.image_size must be positive, got {self.image_size}")
@@ -147,17 +157,50 @@ class GANConfig:
     """Settings used only by GAN families."""
 
     loss: str = "non-saturating"
-    """GAN objective: 'non-saturating' (Goodfellow et al. 2014, section 3) or 'minimax' (the article's eq. 1)."""
+    """GAN objective: 'non-saturating' (Goodfellow et al. 2014, section 3), 'minimax' (the article's
+    eq. 1), 'hinge' (Miyato et al. 2018), 'wasserstein' (Arjovsky et al. 2017; needs
+    gradient_penalty or model.spectral_norm) or 'least-squares' (Mao et al. 2017)."""
     lr_d: float = 0.0
     """Discriminator learning rate; 0 means the same as train.lr."""
     ema_decay: float = 0.999
     """Decay of the generator's exponential moving average used for sampling; 0 turns it off."""
+    d_steps: int = 1
+    """Discriminator updates per generator update (5 in WGAN-GP and SNGAN). The first uses the
+    step's batch; the others draw extra batches that depend only on (seed, step, k)."""
+    gradient_penalty: float = 0.0
+    """Weight lambda of WGAN-GP's gradient penalty (Gulrajani et al. 2017; they use 10); 0 is off."""
+    r1_gamma: float = 0.0
+    """Weight gamma of the R1 penalty gamma/2 * E||grad D(x)||^2 on real images (Mescheder et al.
+    2018); 0 is off. Typical: 0.1 to 10 (StyleGAN2 uses 10 at 1024px, less for small images)."""
+    r1_every: int = 1
+    """Lazy R1 (Karras et al. 2020, section 3.1): apply it only on steps divisible by this, scaled by
+    it so the average strength is unchanged (16 in StyleGAN2)."""
+    diffaugment: str = ""
+    """DiffAugment policy (Zhao et al. 2020): comma-separated subset of color, translation, cutout,
+    applied to real and fake images alike before the discriminator; empty is off."""
+    acgan_weight: float = 1.0
+    """Weight of the auxiliary classifier's cross-entropy when model.class_head is acgan or both."""
 
     def __post_init__(self) -> None:
-        _check(self.loss in ("non-saturating", "minimax"),
-               f"gan.loss must be non-saturating or minimax, got {self.loss!r}")
+        _check(self.loss in GAN_LOSSES, f"gan.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
         _check(self.lr_d >= 0, f"gan.lr_d must be >= 0, got {self.lr_d}")
         _check(0 <= self.ema_decay < 1, f"gan.ema_decay must be in [0, 1), got {self.ema_decay}")
+        _check(self.d_steps >= 1, f"gan.d_steps must be >= 1, got {self.d_steps}")
+        _check(self.gradient_penalty >= 0, f"gan.gradient_penalty must be >= 0, got {self.gradient_penalty}; use e.g. 10")
+        _check(self.r1_gamma >= 0, f"gan.r1_gamma must be >= 0, got {self.r1_gamma}; use e.g. 1")
+        _check(self.r1_every >= 1, f"gan.r1_every must be >= 1, got {self.r1_every}; use e.g. 16")
+        _check(self.acgan_weight >= 0, f"gan.acgan_weight must be >= 0, got {self.acgan_weight}")
+        policy = [p.strip() for p in str(self.diffaugment).split(",") if p.strip()]
+        unknown = [p for p in policy if p not in DIFFAUGMENT_OPS]
+        _check(not unknown, f"gan.diffaugment has unknown part(s) {unknown}; use a comma-separated subset of "
+                            f"{','.join(DIFFAUGMENT_OPS)}")
+        self.diffaugment = ",".join(policy)
+        _check(not (self.gradient_penalty and self.r1_gamma),
+               "gan.gradient_penalty and gan.r1_gamma are both on; they regularise the same gradient, keep one")
+
+
+GAN_LOSSES = ("non-saturating", "minimax", "hinge", "wasserstein", "least-squares")
+DIFFAUGMENT_OPS = ("color", "translation", "cutout")
 
 
 @dataclass
@@ -295,6 +338,9 @@ class RunConfig:
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        _check_gan_pairs(self)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["train"]["betas"] = list(d["train"]["betas"])
@@ -326,6 +372,25 @@ class RunConfig:
         return cls(**parts)
 
 
+def _check_gan_pairs(cfg: RunConfig) -> None:
+    """Loss / regulariser / architecture pairs that cannot work together."""
+    from .models import MODELS  # here, not at the top: models import this module
+
+    spec = MODELS.get(cfg.model.name)
+    if spec is None or spec.family != "gan":
+        return
+    gan = cfg.gan
+    _check(gan.loss != "wasserstein" or gan.gradient_penalty > 0 or cfg.model.spectral_norm,
+           "gan.loss=wasserstein needs a Lipschitz critic; add --set gan.gradient_penalty=10 or "
+           "--set model.spectral_norm=true")
+    # GP and R1 take each image's own input gradient; batch norm mixes the images of a batch
+    # (Gulrajani et al. 2017, section 4, leave it out of the critic for this reason).
+    penalty = "gan.gradient_penalty" if gan.gradient_penalty else "gan.r1_gamma" if gan.r1_gamma else ""
+    _check(not (penalty and spec.batchnorm_discriminator and not cfg.model.spectral_norm),
+           f"{penalty} needs a discriminator without batch norm, and {cfg.model.name}'s has it; add "
+           "--set model.spectral_norm=true (which drops it) or use model resnet-gan")
+
+
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
                              "gan": GANConfig, "vae": VAEConfig, "pix2pix": Pix2PixConfig,
                              "eval": EvalConfig}
@@ -349,6 +414,45 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "model": {"name": "dcgan", "width": 64},
         "data": {"name": "mnist"},
         "train": {"steps": 5000, "batch_size": 64, "lr": 2e-4},
+    },
+    # GAN presets (docs/gan.md lists them with their sources). The CIFAR ones name the cifar10
+    # dataset; train on the JPEG zip with --data zip:PATH/train.zip. Step counts are the papers';
+    # on a CPU, lower them with --steps.
+    "cgan-mnist": {  # class-conditional DCGAN: conditional BN + one-hot z; projection + auxiliary classifier
+        "model": {"name": "cdcgan", "width": 32, "class_head": "both"},
+        "data": {"name": "mnist"},
+        "train": {"steps": 5000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]},
+        "gan": {"loss": "non-saturating", "ema_decay": 0.999},
+    },
+    "acgan-mnist": {  # the same generator, an auxiliary classifier instead of the projection
+        "model": {"name": "cdcgan", "width": 32, "class_head": "acgan"},
+        "data": {"name": "mnist"},
+        "train": {"steps": 5000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]},
+        "gan": {"loss": "non-saturating", "ema_decay": 0.999, "acgan_weight": 1.0},
+    },
+    "sngan-cifar": {  # Miyato et al. 2018, table 3 setting C: hinge, n_dis 5, lr 2e-4, betas (0, 0.9)
+        "model": {"name": "resnet-gan", "width": 32, "latent_dim": 128, "spectral_norm": True},
+        "data": {"name": "cifar10"},
+        "train": {"steps": 50000, "batch_size": 64, "lr": 2e-4, "betas": [0.0, 0.9]},
+        "gan": {"loss": "hinge", "d_steps": 5, "ema_decay": 0.9999},
+    },
+    "sngan-cifar-diffaug": {  # the same with DiffAugment (Zhao et al. 2020), for less data or compute
+        "model": {"name": "resnet-gan", "width": 32, "latent_dim": 128, "spectral_norm": True},
+        "data": {"name": "cifar10"},
+        "train": {"steps": 50000, "batch_size": 64, "lr": 2e-4, "betas": [0.0, 0.9]},
+        "gan": {"loss": "hinge", "d_steps": 5, "ema_decay": 0.9999, "diffaugment": "color,translation,cutout"},
+    },
+    "wgan-gp-cifar": {  # Gulrajani et al. 2017, appendix F: lambda 10, n_critic 5, lr 2e-4, betas (0, 0.9)
+        "model": {"name": "resnet-gan", "width": 32, "latent_dim": 128},
+        "data": {"name": "cifar10"},
+        "train": {"steps": 100000, "batch_size": 64, "lr": 2e-4, "betas": [0.0, 0.9]},
+        "gan": {"loss": "wasserstein", "gradient_penalty": 10.0, "d_steps": 5, "ema_decay": 0.9999},
+    },
+    "cgan-cifar": {  # Miyato and Koyama 2018: projection discriminator, conditional BN, hinge + SN
+        "model": {"name": "resnet-cgan", "width": 32, "latent_dim": 128, "spectral_norm": True},
+        "data": {"name": "cifar10"},
+        "train": {"steps": 50000, "batch_size": 64, "lr": 2e-4, "betas": [0.0, 0.9]},
+        "gan": {"loss": "hinge", "d_steps": 5, "ema_decay": 0.9999},
     },
     "vae-mnist": {
         "model": {"name": "vae-mlp", "latent_dim": 16},
@@ -375,11 +479,11 @@ def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
         if ftype == "str":
             return str(value)
         if ftype == "bool":
-            if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.strip().lower() in ("true", "yes", "1")
-            if not isinstance(value, bool) and value not in (0, 1):
-                raise ValueError
-            return bool(value)
+            if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+                return value.strip().lower() in ("true", "yes", "on", "1")
+            if isinstance(value, (bool, int)) and value in (0, 1):
+                return bool(value)
+            raise ValueError
     except (TypeError, ValueError):
         raise GenforgeError(f"{source}: {cls.__name__.replace('Config', '').lower()}.{key} must be "
                             f"{ftype}, got {value!r}") from None

@@ -6,6 +6,7 @@ importance-weight helpers at the end return one value per image."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,76 @@ def generator_loss_non_saturating(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-GENERATOR_LOSSES = {"minimax": generator_loss_minimax, "non-saturating": generator_loss_non_saturating}
+# --- other GAN objectives -------------------------------------------------------------------------
+# All take the discriminator's raw outputs ("logits" for the first two, "critic values" for
+# Wasserstein); batch means.
+
+def discriminator_loss_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Hinge loss (Lim and Ye 2017; Miyato et al. 2018, eq. 16): E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
+    return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+
+def generator_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
+    """The hinge generator (Miyato et al. 2018, eq. 17): -E[D(G(z))]."""
+    return -fake_logits.mean()
+
+
+def discriminator_loss_wasserstein(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The critic of WGAN (Arjovsky et al. 2017, eq. 3): minimise E[D(G(z))] - E[D(x)].
+
+    Only meaningful with a Lipschitz constraint (gradient penalty or spectral normalisation)."""
+    return fake_logits.mean() - real_logits.mean()
+
+
+def generator_loss_wasserstein(fake_logits: torch.Tensor) -> torch.Tensor:
+    """WGAN's generator: minimise -E[D(G(z))]."""
+    return -fake_logits.mean()
+
+
+def discriminator_loss_least_squares(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """LSGAN (Mao et al. 2017, eq. 2 with a=0, b=1): 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]."""
+    return 0.5 * (real_logits - 1.0).pow(2).mean() + 0.5 * fake_logits.pow(2).mean()
+
+
+def generator_loss_least_squares(fake_logits: torch.Tensor) -> torch.Tensor:
+    """LSGAN's generator (Mao et al. 2017, eq. 2 with c=1): 1/2 E[(D(G(z)) - 1)^2]."""
+    return 0.5 * (fake_logits - 1.0).pow(2).mean()
+
+
+GENERATOR_LOSSES = {"minimax": generator_loss_minimax, "non-saturating": generator_loss_non_saturating,
+                    "hinge": generator_loss_hinge, "wasserstein": generator_loss_wasserstein,
+                    "least-squares": generator_loss_least_squares}
+DISCRIMINATOR_LOSSES = {"minimax": discriminator_loss, "non-saturating": discriminator_loss,
+                        "hinge": discriminator_loss_hinge, "wasserstein": discriminator_loss_wasserstein,
+                        "least-squares": discriminator_loss_least_squares}
+
+
+# --- discriminator regularisers -------------------------------------------------------------------
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     epsilon: torch.Tensor | None = None) -> torch.Tensor:
+    """WGAN-GP's penalty (Gulrajani et al. 2017, eq. 3): E[(||grad_x D(x_hat)||_2 - 1)^2].
+
+    x_hat = epsilon * real + (1 - epsilon) * fake with epsilon ~ U[0, 1] per image (Algorithm 1);
+    pass `epsilon` (shape (N,)) to fix it. The graph is kept (create_graph) so that the penalty
+    can be minimised. Multiply by lambda (10 in the paper) in the caller.
+    """
+    if epsilon is None:
+        epsilon = torch.rand(real.shape[0], device=real.device)
+    epsilon = epsilon.to(real.dtype).view(-1, *([1] * (real.ndim - 1)))
+    mixed = (epsilon * real.detach() + (1 - epsilon) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, eq. 9, without its gamma/2): E[||grad_x D(x)||_2^2] on real images.
+
+    Summing the logits before differentiating gives every image's own gradient, since image i's
+    logit depends only on image i (true for discriminators without batch norm)."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(real).sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(1).mean()
 
 
 # --- VAE terms (Kingma and Welling 2014) ----------------------------------------------------------

@@ -11,7 +11,8 @@ from torch import nn
 from .config import RunConfig
 from .errors import GenforgeError
 from .models import build_networks, model_spec
-from .sampling import generate_gan, generate_vae, latent_batch, recalibrate_batchnorm
+from .sampling import (generate_gan, generate_vae, interpolation_latents, latent_batch, recalibrate_batchnorm,
+                       truncated_latent_batch)
 from .training import checkpoint as ckpt
 from .training.loop import CONFIG_FILE, resolve_device
 
@@ -32,15 +33,43 @@ class Run:
         return self.networks["generator"]
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed."""
+    def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None,
+               truncation: float | None = None) -> torch.Tensor:
+        """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed.
+
+        truncation: redraw latent values outside [-truncation, truncation] (BigGAN's truncation
+        trick, see sampling.truncated_latent_batch); None or 0 samples the full N(0, I).
+        """
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
         if self.family == "pix2pix":
             raise GenforgeError(f"{self.run_dir} is an image-to-image (pix2pix) run; it translates images: "
                                 "use genforge translate --run RUN --input IMAGES --out DIR")
         labels = self.check_labels(n, labels)
-        z = latent_batch(n, self.config.model.latent_dim, seed, self.device)
+        latent_dim = self.config.model.latent_dim
+        if truncation:
+            z = truncated_latent_batch(n, latent_dim, seed, self._check_truncation(truncation), self.device)
+        else:
+            z = latent_batch(n, latent_dim, seed, self.device)
+        return self.generate(z, labels)
+
+    @torch.no_grad()
+    def interpolate(self, seeds: list[int], steps: int = 8, labels: torch.Tensor | None = None,
+                    truncation: float | None = None) -> torch.Tensor:
+        """Images along the spherical path between the latents of `seeds` (in order), `steps`
+        per leg with both ends included: ((len(seeds) - 1) * steps, C, H, W) in [0, 1], on the CPU.
+        Conditional models take one class (or one per image) in `labels`."""
+        if len(seeds) < 2:
+            raise GenforgeError(f"interpolation needs at least two seeds, got {len(seeds)}; e.g. --seeds 1,2,3")
+        if steps < 2:
+            raise GenforgeError(f"interpolation needs at least 2 steps per leg, got {steps}; e.g. --steps 8")
+        if truncation:
+            self._check_truncation(truncation)
+        z = interpolation_latents(seeds, steps, self.config.model.latent_dim, truncation or None, self.device)
+        return self.generate(z, self.check_labels(len(z), labels))
+
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] on the CPU from latents z (and checked labels for conditional models)."""
         if self.family == "gan":
             return generate_gan(self.generator, z, labels).cpu()
         return generate_vae(self.networks["vae"], z, self.config.vae.reconstruction, labels).cpu()
@@ -56,6 +85,12 @@ class Run:
         from . import vae_tools
 
         return vae_tools.decode(self, z, labels)
+
+    @staticmethod
+    def _check_truncation(truncation: float) -> float:
+        if not truncation > 0:
+            raise GenforgeError(f"truncation must be positive, got {truncation}; e.g. --truncation 0.7")
+        return float(truncation)
 
     def check_labels(self, n: int, labels) -> torch.Tensor | None:
         """Labels as a tensor of n class indices on the device, or None for unconditional models."""

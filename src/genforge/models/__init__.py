@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import GenforgeError
-from . import dcgan, gan_mlp, pix2pix, vae_conv, vae_mlp
+from . import dcgan, gan_mlp, pix2pix, resnet_gan, vae_conv, vae_mlp
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,17 @@ class ModelSpec:
     vae.encode(x, labels), vae.decode(z, labels)); model.num_classes is taken from the data."""
     options: str = ""
     """Name of a RunConfig section that `build` also takes (build(model_cfg, section)), or ''."""
+    batchnorm_discriminator: bool = False
+    """GANs whose discriminator uses batch norm unless model.spectral_norm is set (then gradient
+    penalties, which need each image's own gradient, are refused)."""
 
 
 MODELS: dict[str, ModelSpec] = {
     "gan-mlp": ModelSpec("gan", gan_mlp.build, 100, 256),
-    "dcgan": ModelSpec("gan", dcgan.build, 100, 64),
+    "dcgan": ModelSpec("gan", dcgan.build, 100, 64, batchnorm_discriminator=True),
+    "cdcgan": ModelSpec("gan", dcgan.build, 100, 64, conditional=True, batchnorm_discriminator=True),
+    "resnet-gan": ModelSpec("gan", resnet_gan.build, 128, 64),
+    "resnet-cgan": ModelSpec("gan", resnet_gan.build, 128, 64, conditional=True),
     "vae-mlp": ModelSpec("vae", vae_mlp.build, 16, 512),
     "vae-conv": ModelSpec("vae", vae_conv.build, 16, 32),
     # Image-to-image: generator(source) -> image, discriminator(source, image); settings in section pix2pix.

@@ -218,11 +218,22 @@ class BatchSampler:
             self._order = torch.randperm(len(self.images), generator=g).to(self.device)
             self._epoch = epoch
         idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self._gather(idx, step)
+
+    def extra(self, step: int, k: int) -> Batch:
+        """The k-th additional batch of step s (k >= 1), for steps that need more than one (e.g.
+        gan.d_steps): distinct images drawn with a generator seeded by (seed, step, k) alone."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + k)
+        idx = torch.randperm(len(self.images), generator=g)[:self.batch_size].to(self.device)
+        return self._gather(idx, step, k)
+
+    def _gather(self, idx: torch.Tensor, step: int, k: int = 0) -> Batch:
         labels = self.labels.index_select(0, idx) if self.labels is not None else None
         images = self.images.index_select(0, idx)
         targets = self.targets.index_select(0, idx) if self.targets is not None else None
         if self.random_crop or self.hflip:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 2 + 1)  # a function of (seed, step) only
+            seed = (self.seed * 1_000_003 + step) * 2 + 1  # a function of (seed, step, k) only
+            g = torch.Generator().manual_seed(seed if k == 0 else seed * 1_009 + k)
             size = self.random_crop or images.shape[-1]
             if targets is None:
                 images = random_crop_flip(images, size, self.hflip, g)
@@ -232,7 +243,7 @@ class BatchSampler:
         if self.channels_last:  # reorder the uint8 batch (1 byte a pixel); to_signed/to_unit keep the format
             images = images.contiguous(memory_format=torch.channels_last)
             targets = targets.contiguous(memory_format=torch.channels_last) if targets is not None else None
-        return Batch(images, labels, targets, step)
+        return Batch(images, labels, targets, step, lambda j: self.extra(step, j))
 
 
 @dataclass

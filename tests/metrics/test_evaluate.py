@@ -109,3 +109,12 @@ def test_eval_every_logs_metrics_and_keeps_training_bit_exact(tmp_path, quick_ev
     for name in a["networks"]:
         for key, value in a["networks"][name].items():
             assert torch.equal(value, b["networks"][name][key]), (name, key)
+
+
+def test_eval_every_without_evaluator_fails_before_creating_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "dcgan", "--data", "mnist-5k", "--steps", "2", "--device", "cpu",
+                 "--eval-every", "1", "--out", str(out), "--quiet"]) == 2
+    assert "genforge train-evaluator" in capsys.readouterr().err
+    assert not out.exists()

@@ -103,8 +103,8 @@ def main() -> None:
              "total": (t_features + t_fid + t_kid, r_features + r_fid + r_kid)}
     print(f"FID and KID, {args.n} MNIST test vs {args.n} MNIST train digits, evaluator {args.evaluator} "
           f"(sha256 {evaluator.sha256[:12]}), {args.threads} torch threads")
-    print(f"| stage | genforge s | reference s | speed-up |")
-    print(f"|---|---:|---:|---:|")
+    print("| stage | genforge s | reference s | speed-up |")
+    print("|---|---:|---:|---:|")
     for name, (ours, ref) in times.items():
         print(f"| {name} | {ours:.2f} | {ref:.2f} | {ref / ours:.1f}x |")
     print(f"FID genforge {fid:.6f}  reference {rfid:.6f}  relative difference {abs(fid - rfid) / abs(rfid):.2e}")

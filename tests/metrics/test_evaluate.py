@@ -109,3 +109,38 @@ def test_eval_every_logs_metrics_and_keeps_training_bit_exact(tmp_path, quick_ev
     for name in a["networks"]:
         for key, value in a["networks"][name].items():
             assert torch.equal(value, b["networks"][name][key]), (name, key)
+
+
+def test_eval_every_without_evaluator_fails_before_creating_the_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "dcgan", "--data", "mnist-5k", "--steps", "2", "--device", "cpu",
+                 "--eval-every", "1", "--out", str(out), "--quiet"]) == 2
+    assert "genforge train-evaluator" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_class_accuracy_of_labelled_images_is_the_classifier_accuracy(quick_evaluator):
+    from genforge.data import load_dataset
+    from genforge.metrics.evaluate import EvalSettings, Extractors, feature_metrics
+    from genforge.metrics.features import FeatureModule
+
+    test = load_dataset("mnist-5k", split="test")
+    extractors = Extractors(FeatureModule(quick_evaluator.network), FeatureModule(quick_evaluator.network, "logits"),
+                            quick_evaluator)
+    values = feature_metrics(torch.zeros(2, 128), test.images.float() / 255, extractors, EvalSettings(n=500),
+                             ("acc",), test.labels)
+    # "Conditional samples" that are the labelled test digits: accuracy is the evaluator's own test accuracy.
+    assert values["class_accuracy"] == pytest.approx(quick_evaluator.test_accuracy, abs=1e-6)
+
+
+def test_eval_every_on_a_vae_logs_the_likelihood(tmp_path):
+    cfg = resolve_config(overrides=[{
+        "model": {"name": "vae-mlp", "width": 32, "latent_dim": 4}, "data": {"name": "mnist-5k"},
+        "train": {"steps": 6, "batch_size": 16, "log_every": 3, "sample_every": 3, "checkpoint_every": 3,
+                  "device": "cpu", "lr": 1e-3},
+        "eval": {"every": 3, "metrics": "nll", "n_samples": 40, "nll_k": 5}}])
+    train(cfg, tmp_path / "vae", quiet=True)
+    records = [r for r in read_metrics(tmp_path / "vae" / "metrics.jsonl") if "eval_test_nll" in r]
+    assert [r["step"] for r in records] == [3, 6]
+    assert all(r["eval_test_nll"] <= r["eval_test_elbo"] for r in records)

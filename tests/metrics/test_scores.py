@@ -144,7 +144,7 @@ def test_classifier_inception_score_on_real_test_digits(quick_evaluator):
     test = load_dataset("mnist-5k", split="test")  # 500 digits, 50 per class
     logits = extract(FeatureModule(quick_evaluator.network, "logits"), test.images)
     mean, _ = inception_score_from_logits(logits, splits=5)
-    # IS <= number of classes; a perfect, confident classifier on balanced classes reaches 10. Our
-    # 2-epoch classifier (about 90-95% accurate) must come close; a full-MNIST evaluator reaches
-    # about 9.9 (docs/evaluation.md).
-    assert 8.0 < mean <= 10.0, (mean, quick_evaluator.test_accuracy)
+    # IS <= number of classes, reached by a perfect, confident classifier on balanced classes. The
+    # full-MNIST evaluator (99.1%) gives 9.59 on the 10,000 MNIST test digits (docs/evaluation.md);
+    # this 3-epoch one (97%, less confident) gives 8.6 here, so we assert the bound 7.5.
+    assert 7.5 < mean <= 10.0, (mean, quick_evaluator.test_accuracy)

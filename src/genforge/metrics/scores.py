@@ -126,7 +126,8 @@ def inception_score_from_logits(logits: torch.Tensor, splits: int = 10, seed: in
                             f"got {logits.shape[0]}; raise --n")
     metric = _metric(InceptionScore, feature=PassThrough(logits.shape[1]), splits=splits)
     metric.update(logits.double())
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the std of a single split is undefined: reported as 0
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return float(mean), float(std) if math.isfinite(float(std)) else 0.0

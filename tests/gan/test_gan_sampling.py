@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -139,15 +140,13 @@ def test_cli_incompatible_loss_and_regulariser(capsys, tmp_path):
 
 
 def test_cli_conditional_model_on_unlabelled_data(tmp_path):
-    """A dataset without labels (registered here, as a folder dataset without classes would be)."""
-    code = (
-        "import sys, torch\n"
-        "from genforge import data\n"
-        "from genforge.cli import main\n"
-        "data.DATASETS['unlabelled'] = lambda root, split: data.ImageDataset(torch.zeros(32, 1, 28, 28, dtype=torch.uint8))\n"
-        "sys.exit(main(sys.argv[1:]))\n")
+    """A folder of images without class subfolders has no labels."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(32):
+        Image.fromarray(np.full((28, 28), i * 7, dtype=np.uint8)).save(folder / f"{i:03d}.png")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", code, "train", "--model", "cdcgan", "--data", "unlabelled",
+    proc = subprocess.run([sys.executable, "-m", "genforge", "train", "--model", "cdcgan", "--data", f"folder:{folder}",
                            "--out", str(tmp_path / "run"), "--steps", "1"], capture_output=True, text=True, env=env,
                           timeout=120)
     _expect_error(proc, "class-conditional", "no labels")

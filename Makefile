@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@echo "  VAE samples:   runs/demo-vae/samples-seed0.png (training grids in runs/demo-vae/samples/)"
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -14,8 +14,10 @@ from genforge.config import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Keep the suite on few threads: CI has 2 cores and tests are tiny.
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# The models in tests are tiny: one thread each. `make test` runs one pytest worker per core
+# (pytest-xdist), and a second thread per worker would only fight for the cores (OpenMP threads
+# spin while they wait, so oversubscribed cores slow every worker down many times over).
+torch.set_num_threads(1)
 
 
 def tiny_config(name: str = "dcgan", steps: int = 20, **sections):

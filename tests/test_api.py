@@ -38,3 +38,24 @@ def test_gan_sampling_uses_ema_generator(tmp_path):
     assert torch.equal(run.generator.state_dict()[key], averaged[key])
     # eval mode (batch norm with recalibrated running statistics): a sample does not depend on its batch
     assert torch.allclose(run.sample(4, seed=3)[:1], run.sample(1, seed=3), atol=1e-5)
+
+
+def test_export_to_safetensors(tmp_path, cli):
+    import json
+
+    from safetensors.torch import load_file, safe_open
+
+    cfg = genforge.resolve_config(overrides=[{"model": {"name": "dcgan", "width": 8, "latent_dim": 8},
+                                              "train": {"steps": 10, "batch_size": 16, "device": "cpu"}}])
+    genforge.train(cfg, tmp_path / "gan", quiet=True)
+    out = cli("export", "--run", tmp_path / "gan", "--out", tmp_path / "gan.safetensors", check=True)
+    assert "gan.safetensors" in out.stdout
+    tensors = load_file(tmp_path / "gan.safetensors")
+    run = genforge.load_run(tmp_path / "gan")
+    for key, value in run.generator.state_dict().items():
+        assert torch.equal(tensors[f"generator.{key}"], value)  # the EMA generator, recalibrated
+    with safe_open(tmp_path / "gan.safetensors", "pt") as f:
+        meta = f.metadata()
+    assert meta["family"] == "gan" and json.loads(meta["config"])["model"]["name"] == "dcgan"
+    bad = cli("export", "--run", tmp_path / "gan", "--out", tmp_path / "gan.pt")
+    assert bad.returncode == 2 and "safetensors" in bad.stderr

@@ -319,6 +319,24 @@ def _cmd_interpolate(args) -> int:
     return 0
 
 
+# --- export ---------------------------------------------------------------------------------------
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a run's inference weights as a .safetensors file (no pickle)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=_examples("genforge export --run runs/dcgan --out dcgan.safetensors"))
+    p.add_argument("--run", required=True, help="run directory written by genforge train")
+    p.add_argument("--out", required=True, help="output file, ending in .safetensors")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .run import load_run
+
+    print(f"wrote {load_run(args.run).export(args.out)}")
+    return 0
+
+
 # --- info -------------------------------------------------------------------------------------------
 
 def _add_info(sub) -> None:
@@ -631,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vae_tools(sub)
     _add_interpolate(sub)
     _add_info(sub)
+    _add_export(sub)
     _add_translate(sub)
     _add_data(sub)
     _add_train_evaluator(sub)

@@ -86,6 +86,30 @@ class Run:
 
         return vae_tools.decode(self, z, labels)
 
+    def export(self, path: str | Path) -> Path:
+        """Write the networks used for inference (the EMA generator for GANs) as safetensors.
+
+        Keys are `network.parameter` (e.g. `generator.net.0.weight`); the metadata holds the run's
+        resolved configuration as JSON, the family and the step, so the file is self-describing and
+        loads anywhere without pickle (safetensors.torch.load_file).
+        """
+        import json
+
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        if path.suffix != ".safetensors":
+            raise GenforgeError(f"export file must end in .safetensors, got {path.name}")
+        tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
+                   for name, net in self.networks.items() for key, value in net.state_dict().items()}
+        metadata = {"format": "genforge-export", "family": self.family, "step": str(self.step),
+                    "config": json.dumps(self.config.to_dict())}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.replace(path)
+        return path
+
     @staticmethod
     def _check_truncation(truncation: float) -> float:
         if not truncation > 0:

@@ -161,7 +161,7 @@ def genforge_train(case: dict, side: str, data, device: torch.device):
     from genforge.models import build_networks, model_spec
     from genforge.training.ema import EMA
     from genforge.training.loop import (BatchSampler, compile_networks, make_optimizers, resolve_model,
-                                        to_channels_last)
+                                        resolve_run_precision, to_channels_last)
     from genforge.training.steps import STEPS, Precision
 
     cfg = resolve_model(genforge_config(case, side, str(device)), data)
@@ -169,6 +169,8 @@ def genforge_train(case: dict, side: str, data, device: torch.device):
     family = model_spec(cfg.model.name).family
     torch.manual_seed(0)
     nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
+    cfg = resolve_run_precision(cfg, device, nets)
+    t = cfg.train
     channels_last = to_channels_last(nets, t.channels_last)
     sampler = BatchSampler(data, t.batch_size, t.seed, device, channels_last=channels_last)
     opts = make_optimizers(cfg, nets)
@@ -337,6 +339,8 @@ def run_suite(args) -> dict:
     def probe() -> dict:
         return run_in_fresh_process(script, ["--case", "probe", "--side", "none", *common])
 
+    if args.threads:
+        torch.set_num_threads(args.threads)  # so that the machine line states the workers' thread count
     peaks = [probe()]
     results: dict[str, dict[str, list[dict]]] = {}
     for name in cases:

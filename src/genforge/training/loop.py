@@ -70,6 +70,13 @@ def to_channels_last(nets: dict[str, nn.Module], enabled: bool = True) -> bool:
     return converted
 
 
+def resolve_run_precision(cfg: RunConfig, device: torch.device, nets: dict[str, nn.Module]) -> RunConfig:
+    """cfg with train.precision 'auto' replaced by the concrete precision for this device and these networks."""
+    convolutional = any(uses_convolutions(net) for net in nets.values())
+    precision = resolve_precision(device, cfg.train.precision, convolutional)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision))
+
+
 def compile_unavailable(device: torch.device) -> str | None:
     """Why torch.compile cannot work here (one short reason), or None when it can."""
     try:
@@ -248,14 +255,14 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     family = model_spec(cfg.model.name).family
     data = load_training_data(cfg)
     cfg = resolve_model(cfg, data)
-    # 'auto' precision becomes the concrete one for this device, and that is what config.yaml and
-    # the checkpoints record (a resume on the same kind of device resolves to the same value).
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, precision=resolve_precision(device, t.precision)))
-    t = cfg.train
 
     # Build everything before touching the run directory, so bad settings destroy nothing.
     torch.manual_seed(t.seed)
     nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
+    # 'auto' precision becomes the concrete one for this device and model, and that is what
+    # config.yaml and the checkpoints record (a resume on the same kind of device resolves alike).
+    cfg = resolve_run_precision(cfg, device, nets)
+    t = cfg.train
     channels_last = to_channels_last(nets, t.channels_last)
     sampler = BatchSampler(data, t.batch_size, t.seed, device, channels_last=channels_last)
     resumed = prepare_run_dir(run_dir, cfg)

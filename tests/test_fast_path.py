@@ -93,6 +93,15 @@ def test_saved_config_records_resolved_precision_and_resume_accepts_auto(tmp_pat
     assert result.step == 6
 
 
+def test_resume_with_auto_keeps_the_saved_precision(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    train(tiny_config("vae-conv", 2, train={"precision": "fp32", "checkpoint_every": 2}), run_dir, quiet=True)
+    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)  # 'auto' alone would now give bf16
+    result = train(tiny_config("vae-conv", 4, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
+    assert result.step == 4
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["precision"] == "fp32"
+
+
 # ---- channels-last and bf16 steps ------------------------------------------------------------
 
 def _setup(model: str, precision: str, channels_last: bool, batch_size: int = 8):

@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import __version__
 from ..config import RunConfig, config_diff
+from ..config import replace as config_replace
 from ..data import ImageDataset, load_dataset
 from ..errors import GenforgeError
 from ..models import build_networks, model_spec
@@ -260,7 +261,10 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     torch.manual_seed(t.seed)
     nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
     # 'auto' precision becomes the concrete one for this device and model, and that is what
-    # config.yaml and the checkpoints record (a resume on the same kind of device resolves alike).
+    # config.yaml and the checkpoints record. Resuming with 'auto' keeps the run's saved precision
+    # (also on another kind of machine), so that rerunning the same command always resumes.
+    if t.precision == "auto" and (run_dir / CONFIG_FILE).is_file():
+        cfg = config_replace(cfg, train={"precision": read_saved_config(run_dir).train.precision})
     cfg = resolve_run_precision(cfg, device, nets)
     t = cfg.train
     channels_last = to_channels_last(nets, t.channels_last)

@@ -289,6 +289,8 @@ def run_profile(args) -> str:
     from torch.profiler import ProfilerActivity, profile
     case = CASES[args.profile]
     side = args.sides.split(",")[-1]
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     data = load_case_data(case)
     if side == "baseline":
@@ -308,7 +310,8 @@ def run_profile(args) -> str:
 
 
 def worker(args) -> None:
-    torch.set_num_threads(args.threads) if args.threads else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.case == "probe":
         out = measure_peak(device)

@@ -217,8 +217,10 @@ def test_fast_path_runs_are_deterministic(tmp_path, model):
             assert torch.equal(a[name][key], b[name][key]), f"{name}.{key} differs between identical runs"
 
 
-def test_fast_path_resume_is_bit_exact(tmp_path):
-    cfg = dict(precision="bf16", channels_last=True, checkpoint_every=3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fast_path_resume_is_bit_exact(tmp_path, precision):
+    """Channels-last, fused Adam and (for bf16) autocast keep exact resume on CPU."""
+    cfg = dict(precision=precision, channels_last=True, checkpoint_every=3)
     train(tiny_config("dcgan", 6, train=cfg), tmp_path / "whole", quiet=True)
     train(tiny_config("dcgan", 3, train=cfg), tmp_path / "split", quiet=True)
     train(tiny_config("dcgan", 6, train=cfg), tmp_path / "split", quiet=True)

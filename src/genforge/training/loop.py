@@ -175,9 +175,14 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig) -> bool:
 
 def make_optimizer(cfg: RunConfig, params, lr: float) -> torch.optim.Optimizer:
     t = cfg.train
-    # foreach=True: one fused kernel launch per parameter group instead of one per tensor.
+    params = list(params)
     if t.optimizer == "adam":
+        # fused=True (CPU and CUDA): the whole update in one pass over each tensor, measured 6% faster
+        # per step than foreach on vae-conv (CPU, bf16; docs/performance.md). foreach elsewhere.
+        if params and all(p.device.type in ("cpu", "cuda") for p in params):
+            return torch.optim.Adam(params, lr=lr, betas=t.betas, fused=True)
         return torch.optim.Adam(params, lr=lr, betas=t.betas, foreach=True)
+    # foreach=True: one kernel launch per parameter group instead of one per tensor.
     return torch.optim.SGD(params, lr=lr, momentum=t.momentum, foreach=True)
 
 

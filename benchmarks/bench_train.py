@@ -54,6 +54,7 @@ SIDES = {
     "genforge-fp32": "genforge with --precision fp32 (channels-last, no autocast)",
     "genforge-nchw": "genforge with train.channels_last=false (precision auto)",
     "genforge-compile": "genforge defaults plus train.compile=true",
+    "genforge-foreach": "genforge defaults but Adam with foreach=True instead of fused=True",
     "genforge-bf16": "sampling only: Run.sample under bf16 autocast with a channels-last generator",
 }
 WARMUP_STEPS = 3
@@ -174,6 +175,9 @@ def genforge_train(case: dict, side: str, data, device: torch.device):
     channels_last = to_channels_last(nets, t.channels_last)
     sampler = BatchSampler(data, t.batch_size, t.seed, device, channels_last=channels_last)
     opts = make_optimizers(cfg, nets)
+    if side == "genforge-foreach":  # the optimiser genforge used before fused Adam, for comparison
+        opts = {n: torch.optim.Adam(o.param_groups[0]["params"], lr=o.defaults["lr"], betas=o.defaults["betas"],
+                                    foreach=True) for n, o in opts.items()}
     precision = Precision(device, t.precision, list(nets))
     ema = EMA(nets["generator"], cfg.gan.ema_decay) if family == "gan" and cfg.gan.ema_decay > 0 else None
     step_nets = compile_networks(nets, device, lambda m: print(m, file=sys.stderr)) if t.compile else nets

@@ -32,5 +32,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# Training and sampling throughput against the PyTorch examples' way, side by side (docs/performance.md).
+# Narrow it with e.g. BENCH_ARGS="--cases dcgan-32x32x3-b64 --repeats 5".
+bench: $(STAMP)
+	$(PY) benchmarks/bench_train.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) runs

@@ -89,7 +89,8 @@ def measure_peak(device: torch.device, seconds: float = 1.0) -> dict[str, float]
     return out
 
 
-def machine_description(device: torch.device) -> str:
+def machine_description(device: torch.device, threads: int = 0) -> str:
+    """The device, and for CPUs the processor, its logical CPUs and the torch threads each measurement used."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
@@ -100,7 +101,7 @@ def machine_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} ({threads or torch.get_num_threads()} threads)"
 
 
 def median(values: list[float]) -> float:

@@ -74,15 +74,32 @@ def test_config_checks_precision_and_switches():
         resolve_config(overrides=[{"train": {"channels_last": "maybe"}}])
 
 
-def test_saved_config_records_resolved_precision_and_resume_accepts_auto(tmp_path, monkeypatch):
+def test_auto_keeps_dense_networks_in_fp32_on_cpu(monkeypatch):
+    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision(CPU, "auto", convolutional=False) == "fp32"
+    assert resolve_precision(CPU, "auto", convolutional=True) == "bf16"
+    assert resolve_precision(CPU, "bf16", convolutional=False) == "bf16"  # asked for explicitly
+
+
+@pytest.mark.parametrize("model, expected", [("vae-conv", "bf16"), ("vae-mlp", "fp32")])
+def test_saved_config_records_resolved_precision_and_resume_accepts_auto(tmp_path, monkeypatch, model, expected):
     monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)
     run_dir = tmp_path / "run"
-    train(tiny_config("vae-mlp", 4, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
+    train(tiny_config(model, 4, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert saved["train"]["precision"] == "bf16"
+    assert saved["train"]["precision"] == expected
     # Rerunning the same command (still 'auto') resumes instead of refusing a changed setting.
-    result = train(tiny_config("vae-mlp", 6, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
+    result = train(tiny_config(model, 6, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
     assert result.step == 6
+
+
+def test_resume_with_auto_keeps_the_saved_precision(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    train(tiny_config("vae-conv", 2, train={"precision": "fp32", "checkpoint_every": 2}), run_dir, quiet=True)
+    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)  # 'auto' alone would now give bf16
+    result = train(tiny_config("vae-conv", 4, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
+    assert result.step == 4
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["precision"] == "fp32"
 
 
 # ---- channels-last and bf16 steps ------------------------------------------------------------
@@ -200,8 +217,10 @@ def test_fast_path_runs_are_deterministic(tmp_path, model):
             assert torch.equal(a[name][key], b[name][key]), f"{name}.{key} differs between identical runs"
 
 
-def test_fast_path_resume_is_bit_exact(tmp_path):
-    cfg = dict(precision="bf16", channels_last=True, checkpoint_every=3)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fast_path_resume_is_bit_exact(tmp_path, precision):
+    """Channels-last, fused Adam and (for bf16) autocast keep exact resume on CPU."""
+    cfg = dict(precision=precision, channels_last=True, checkpoint_every=3)
     train(tiny_config("dcgan", 6, train=cfg), tmp_path / "whole", quiet=True)
     train(tiny_config("dcgan", 3, train=cfg), tmp_path / "split", quiet=True)
     train(tiny_config("dcgan", 6, train=cfg), tmp_path / "split", quiet=True)

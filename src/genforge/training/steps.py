@@ -62,17 +62,19 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
 
 
-def resolve_precision(device: torch.device, precision: str) -> str:
+def resolve_precision(device: torch.device, precision: str, convolutional: bool = True) -> str:
     """'auto' -> the fastest precision the device runs natively; other values are returned as given.
 
     CUDA: bf16 where the GPU supports it (Ampere and newer), else fp16 with a gradient scaler.
-    CPU: bf16 where cpu_has_native_bf16(), else fp32. Anything else (mps, xpu, ...): fp32.
+    CPU: bf16 for convolutional networks where cpu_has_native_bf16(), else fp32: the small dense
+    networks gained nothing measurable from bf16 on CPU (docs/performance.md), the casts eat the
+    gain. Anything else (mps, xpu, ...): fp32.
     """
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if device.type == "cpu" and convolutional and cpu_has_native_bf16():
         return "bf16"
     return "fp32"
 

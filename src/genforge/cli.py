@@ -506,9 +506,12 @@ def _add_translate(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Translate an image or a folder of images; writes OUT/images/*.png and OUT/index.html "
                     "(input | output | target rows). With --pairs the inputs are aligned pairs and "
-                    "OUT/metrics.json gets L1, PSNR and SSIM against the targets (and the identity mapping's).",
+                    "OUT/metrics.json gets L1, PSNR and SSIM against the targets (and the identity mapping's); "
+                    "with --evaluator FILE also FID and KID in that evaluator's features.",
         epilog=_examples(
             "genforge translate --run runs/edges2digits --input pairs/edges2digits/test --pairs --out results",
+            "genforge translate --run runs/edges2digits --input pairs/edges2digits/test --pairs --out results "
+            "--evaluator evaluators/mnist-5k-32.pt",
             "genforge translate --run runs/edges2digits --input my-edges/ --out translated",
             "genforge translate --run runs/facades --input photo.png --out out --dropout-seed 3"))
     p.add_argument("--run", required=True, help="run directory written by genforge train --model pix2pix")
@@ -516,6 +519,9 @@ def _add_translate(sub) -> None:
     p.add_argument("--out", required=True, help="folder for the translated images and index.html")
     p.add_argument("--pairs", action="store_true", help="inputs are aligned pairs: score the outputs against the targets")
     p.add_argument("--dropout-seed", type=int, help="keep dropout on at inference with this seed (default: off, deterministic)")
+    p.add_argument("--evaluator", metavar="FILE",
+                   help="with --pairs: FID and KID of outputs vs targets in the features of this "
+                        "genforge train-evaluator file (same image size and channels as the run)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_translate)
 
@@ -525,7 +531,8 @@ def _cmd_translate(args) -> int:
     from .translate import translate_path
 
     run = load_run(args.run, device=args.device)
-    result = translate_path(run, args.input, args.out, pairs=args.pairs, dropout_seed=args.dropout_seed)
+    result = translate_path(run, args.input, args.out, pairs=args.pairs, dropout_seed=args.dropout_seed,
+                            evaluator=args.evaluator)
     for note in result.notes[:5]:
         print(f"note: {note}")
     print(f"translated {result.count} image(s); results page: {result.page}")
@@ -534,6 +541,9 @@ def _cmd_translate(args) -> int:
         print(f"L1 {m['l1']:.4f}  PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}   "
               f"(identity mapping: L1 {m['identity_l1']:.4f}  PSNR {m['identity_psnr']:.2f} dB  "
               f"SSIM {m['identity_ssim']:.4f})")
+        if "fid" in m:
+            print(f"FID {m['fid']:.3f}  KID {m['kid_mean']:.5f}   (identity mapping: FID {m['identity_fid']:.3f}  "
+                  f"KID {m['identity_kid_mean']:.5f})   evaluator sha256 {m['evaluator']['sha256'][:16]}")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Image-to-image inference and evaluation: translate images with a trained pix2pix run, score the
-translations against targets (L1, PSNR, SSIM) and write a results page of input | output | target rows.
+translations against targets (L1, PSNR, SSIM; FID and KID with an evaluator file) and write a results
+page of input | output | target rows.
 
 Inference mode: the generator runs in eval mode, so dropout is off and the output is a deterministic
 function of the input; instance normalisation uses each image's own statistics exactly as in training,
@@ -11,7 +12,8 @@ From Python::
 
     from genforge.run import load_run
     from genforge.translate import translate_path
-    summary = translate_path(load_run("runs/edges2digits"), "data/edges2digits/test", "results", pairs=True)
+    summary = translate_path(load_run("runs/edges2digits"), "data/edges2digits/test", "results", pairs=True,
+                             evaluator="evaluators/mnist-5k-32.pt")   # evaluator optional: adds FID and KID
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .data.base import ImageDataset
 from .data.paired import IMAGE_SUFFIXES, _image_files, _open, _to_array, prepare_pairs, read_pairs, read_side_by_side
 from .data.transforms import resize_uint8, to_channels
 from .errors import GenforgeError
+from .metrics.features import Evaluator, FeatureModule, load_evaluator
+from .metrics.scores import extract, fid_from_features, kid_from_features
 from .sampling import save_png, to_uint8
 
 
@@ -98,6 +102,42 @@ def evaluate_pairs(generator: nn.Module, inputs: torch.Tensor, targets: torch.Te
     identity = score(inputs.to(device).float() / 255, targets.to(device))
     return {**{k: float(v.mean()) for k, v in model.items()},
             **{f"identity_{k}": float(v.mean()) for k, v in identity.items()}}
+
+
+KID_SUBSETS = 100
+"""KID subsets (of min(1000, pairs) images per side), as `genforge eval`'s default."""
+
+
+def fitting_evaluator(evaluator: str | Path | Evaluator, run) -> Evaluator:
+    """Load an evaluator file (or take a loaded one) and check that it measures the run's images
+    (same image size and channels); a GenforgeError otherwise."""
+    cfg = run.config
+    if not isinstance(evaluator, Evaluator):
+        evaluator = load_evaluator(evaluator, run.device)
+    evaluator.check_compatible(cfg.model.image_size, cfg.model.channels, f"the translations of {run.run_dir}")
+    return evaluator
+
+
+def distribution_scores(evaluator: Evaluator, outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor,
+                        seed: int = 0) -> dict[str, float]:
+    """FID and KID (mean, std) of the translations against the targets in the evaluator's feature space, and
+    of the inputs (the identity mapping) as a baseline. Images are uint8 or floats in [0, 1].
+
+    The computation is `genforge eval`'s: features of our classifier, float64 Frechet distance
+    (Heusel et al. 2017, eq. 6) and the unbiased polynomial-kernel KID (Binkowski et al. 2018).
+    """
+    if len(targets) < 2:
+        raise GenforgeError(f"FID needs at least 2 pairs, got {len(targets)}; translate a folder of pairs")
+    module = FeatureModule(evaluator.network, "features")
+    target_features = extract(module, targets)
+    subset_size = min(1000, len(targets))
+    out: dict[str, float] = {}
+    for prefix, images in (("", outputs), ("identity_", inputs)):
+        features = extract(module, images)
+        out[f"{prefix}fid"] = fid_from_features(target_features, features)
+        out[f"{prefix}kid_mean"], out[f"{prefix}kid_std"] = kid_from_features(target_features, features, KID_SUBSETS,
+                                                                              subset_size, seed)
+    return out
 
 
 @dataclass
@@ -184,14 +224,28 @@ def _save(image: torch.Tensor, path: Path) -> None:
 
 
 def translate_path(run, input_path: str | Path, out_dir: str | Path, pairs: bool = False,
-                   dropout_seed: int | None = None) -> TranslateResult:
+                   dropout_seed: int | None = None, evaluator: str | Path | Evaluator | None = None) -> TranslateResult:
     """Translate an image file or folder with a loaded pix2pix Run; write PNGs, index.html and, for
-    pairs, metrics.json (means over the pairs, for the model and for the identity mapping)."""
+    pairs, metrics.json (means over the pairs, for the model and for the identity mapping).
+
+    With `evaluator` (a file from `genforge train-evaluator`, or a loaded Evaluator; pairs only), metrics.json
+    also holds FID and KID of the outputs against the targets (and of the inputs, the identity mapping's),
+    with the evaluator's SHA-256. An evaluator of another image size or channel count is a GenforgeError,
+    raised before anything is written.
+    """
     if run.family != "pix2pix":
         raise GenforgeError(f"{run.run_dir} holds a {run.config.model.name} run; genforge translate needs a pix2pix run")
+    if evaluator is not None and not pairs:
+        raise GenforgeError("an evaluator compares the translations with their targets; pass --pairs with a folder "
+                            "of pairs, or drop --evaluator")
+    if evaluator is not None:
+        evaluator = fitting_evaluator(evaluator, run)
     data, names = load_inputs(run, input_path, pairs)
     generator = run.networks["generator"]
     outputs = translate_batch(generator, data.images.to(run.device), dropout_seed=dropout_seed).cpu()
+    distribution = {}
+    if evaluator is not None:  # before anything is written: a failure here leaves no half-written results
+        distribution = distribution_scores(evaluator, outputs, data.targets, data.images)
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     per_image = score(outputs, data.targets) if data.targets is not None else None
@@ -214,6 +268,11 @@ def translate_path(run, input_path: str | Path, out_dir: str | Path, pairs: bool
         identity = score(data.images.float() / 255, data.targets)
         metrics = {**{k: float(v.mean()) for k, v in per_image.items()},
                    **{f"identity_{k}": float(v.mean()) for k, v in identity.items()}, "pairs": len(names)}
+        if evaluator is not None:
+            metrics.update(distribution)
+            metrics["evaluator"] = evaluator.protocol()  # path, SHA-256, data: FIDs compare within one file only
+            metrics["kid"] = {"kernel": "(x.y / D + 1)^3", "estimator": "unbiased MMD^2", "subsets": KID_SUBSETS,
+                              "subset_size": min(1000, len(names)), "seed": 0}
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     header = "<th>name</th><th>input</th><th>output</th>" + ("<th>target</th><th>scores</th>" if per_image is not None else "")
     summary = ""
@@ -221,6 +280,13 @@ def translate_path(run, input_path: str | Path, out_dir: str | Path, pairs: bool
         summary = (f"<p>{len(names)} pairs. Model: L1 {metrics['l1']:.4f}, PSNR {metrics['psnr']:.2f} dB, "
                    f"SSIM {metrics['ssim']:.4f}. Identity mapping: L1 {metrics['identity_l1']:.4f}, "
                    f"PSNR {metrics['identity_psnr']:.2f} dB, SSIM {metrics['identity_ssim']:.4f}.</p>")
+        if "fid" in metrics:
+            e = metrics["evaluator"]
+            summary += (f"\n<p>FID {metrics['fid']:.3f}, KID {metrics['kid_mean']:.5f} (identity mapping: FID "
+                        f"{metrics['identity_fid']:.3f}, KID {metrics['identity_kid_mean']:.5f}); features of the "
+                        f"evaluator {html.escape(e['path'])} (trained on {html.escape(e['data'])}, SHA-256 "
+                        f"{e['sha256']}). With few pairs FID is biased upwards: compare only numbers measured "
+                        f"on the same pairs with the same evaluator file.</p>")
     mode = "dropout on, seed " + str(dropout_seed) if dropout_seed is not None else "eval mode (dropout off)"
     page = out_dir / "index.html"
     page.write_text(

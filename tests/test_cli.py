@@ -21,11 +21,32 @@ TINY = ["--model", "dcgan", "--data", "mnist-5k", "--batch-size", "16", "--devic
         "--set", "model.width=8", "--set", "model.latent_dim=8", "--set", "train.log_every=10"]
 
 
-def test_help_lists_commands_and_examples(cli):
-    top = cli("--help", check=True).stdout
-    for command in ("train", "sample", "info"):
-        assert command in top
-        assert "examples:" in cli(command, "--help", check=True).stdout
+def all_commands(parser, prefix=()):
+    """Every (sub)command path of the parser, e.g. ('data', 'info')."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from all_commands(sub, (*prefix, name))
+
+
+def test_help_lists_every_command_with_examples(capsys):
+    from genforge.cli import build_parser, main
+
+    commands = list(all_commands(build_parser()))
+    assert {("train",), ("sample",), ("info",), ("eval",), ("data", "info")} <= set(commands)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    for command in commands:
+        if len(command) == 1:
+            assert command[0] in top, command
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--help"])
+        assert exit_info.value.code == 0
+        assert "examples:" in capsys.readouterr().out, command
 
 
 def test_train_sample_info(cli, tmp_path):

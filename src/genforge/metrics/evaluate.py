@@ -242,7 +242,8 @@ def evaluate_run(run_dir: str | Path, settings: EvalSettings | None = None, eval
         protocol["nll"]["test_images"] = nll_reference
     return {"genforge_version": __version__, "run": str(run_dir), "step": run.step, "model": model.name,
             "family": run.family, "data": cfg.data.name, "metrics": results, "protocol": protocol,
-            "settings": asdict(settings) | {"metrics": list(metrics)},
+            # the split actually used (the asked-for one falls back to train when there is no test split)
+            "settings": asdict(settings) | {"metrics": list(metrics), "reference_split": reference["split"]},
             "seconds": round(time.perf_counter() - start, 2),
             "_images": {"samples": fake_images[:64], "real": real_images[:64]}}
 

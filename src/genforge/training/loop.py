@@ -420,7 +420,8 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 sums, window_steps, window_start = {}, 0, time.perf_counter()
 
             # Snapshot: a sample grid from the fixed latent batch.
-            if (step % t.sample_every == 0 and step > start_step) or (done and last_sample is None):
+            # Also when a run stops (done or by a signal) before its first grid.
+            if (step % t.sample_every == 0 and step > start_step) or (stopping and last_sample is None):
                 last_sample = snapshot()
 
             # Evaluate: metrics of samples from the current networks; the global RNGs are left as they were.

@@ -132,6 +132,18 @@ def _add_sample(sub) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+def _class_labels(text: str | None):
+    """--class K -> a one-element tensor (None when not given)."""
+    import torch
+
+    if text is None:
+        return None
+    try:
+        return torch.tensor([int(text)])
+    except ValueError:
+        raise GenforgeError(f"--class takes a class index (sample also takes 'all'), got {text!r}") from None
+
+
 def _cmd_sample(args) -> int:
     from .run import load_run
     from .sampling import save_grid, save_separate
@@ -147,11 +159,8 @@ def _cmd_sample(args) -> int:
         per_class = max(1, args.n // classes)
         labels, nrow = torch.arange(classes).repeat_interleave(per_class), per_class
         args.n = len(labels)
-    elif args.class_ is not None:
-        try:
-            labels = torch.tensor([int(args.class_)])
-        except ValueError:
-            raise GenforgeError(f"--class takes a class index or 'all', got {args.class_!r}") from None
+    else:
+        labels = _class_labels(args.class_)
     images = run.sample(args.n, seed=args.seed, labels=labels, truncation=args.truncation)
     if args.separate:
         paths = save_separate(images, args.out)
@@ -162,18 +171,6 @@ def _cmd_sample(args) -> int:
 
 
 # --- encode / decode / vae-tools (VAEs) ---------------------------------------------------------------
-
-def _class_labels(text: str | None):
-    """--class K -> a one-element tensor (None when not given)."""
-    import torch
-
-    if text is None:
-        return None
-    try:
-        return torch.tensor([int(text)])
-    except ValueError:
-        raise GenforgeError(f"--class takes a class index, got {text!r}") from None
-
 
 def _add_encode(sub) -> None:
     p = sub.add_parser(
@@ -302,12 +299,7 @@ def _cmd_interpolate(args) -> int:
         raise GenforgeError(f"--out must end in .png (grid) or .gif (animation), got {args.out!r}")
     if args.frame_ms <= 0 or args.scale <= 0:
         raise GenforgeError("--frame-ms and --scale must be positive")
-    labels = None
-    if args.class_ is not None:
-        try:
-            labels = [int(args.class_)]
-        except ValueError:
-            raise GenforgeError(f"--class takes a class index, got {args.class_!r}") from None
+    labels = _class_labels(args.class_)
     run = load_run(args.run, device=args.device)
     images = run.interpolate(seeds, args.steps, labels=labels, truncation=args.truncation)
     if suffix == ".gif":

@@ -228,6 +228,11 @@ class VAEConfig:
     fixed_variance: float = 0.5
     """Variance of the fixed Gaussian decoder, in units of [0, 1] pixels (0.5 makes -log p the sum
     of squared errors plus a constant)."""
+    lr_decay_start: int = 0
+    """Step at which the learning rate starts to decay linearly to 0 (as pix2pix.lr_decay_start)."""
+    lr_decay_steps: int = 0
+    """Steps over which it decays from train.lr to 0, beginning at lr_decay_start; 0 keeps it
+    constant. A function of the step number alone, so resuming needs no scheduler state."""
 
     def __post_init__(self) -> None:
         _check(self.reconstruction in ("bernoulli", "gaussian"),
@@ -243,6 +248,8 @@ class VAEConfig:
         _check(self.decoder_variance in ("fixed", "learned"),
                f"vae.decoder_variance must be fixed or learned, got {self.decoder_variance!r}")
         _check(self.fixed_variance > 0, f"vae.fixed_variance must be positive, got {self.fixed_variance}; use e.g. 0.5")
+        _check(self.lr_decay_start >= 0, f"vae.lr_decay_start must be >= 0, got {self.lr_decay_start}")
+        _check(self.lr_decay_steps >= 0, f"vae.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
 
 
 @dataclass
@@ -454,6 +461,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"name": "cifar10"},
         "train": {"steps": 50000, "batch_size": 64, "lr": 2e-4, "betas": [0.0, 0.9]},
         "gan": {"loss": "hinge", "d_steps": 5, "ema_decay": 0.9999},
+    },
+    "cdcgan-cifar": {  # CPU-sized conditional CIFAR-10: the cgan-mnist recipe at width 64 with flips
+        "model": {"name": "cdcgan", "width": 64, "class_head": "both"},
+        "data": {"name": "cifar10", "hflip": True},
+        "train": {"steps": 9000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]},
+        "gan": {"loss": "non-saturating", "ema_decay": 0.999, "acgan_weight": 1.0},
     },
     "vae-mnist": {
         "model": {"name": "vae-mlp", "latent_dim": 16},

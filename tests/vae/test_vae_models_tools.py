@@ -107,8 +107,9 @@ def test_encode_refuses_images_of_another_size(trained):
         run.decode(torch.zeros(2, 5))
 
 
-def test_resume_is_exact_with_warmup_binarisation_and_iwae(tmp_path):
-    vae = {"objective": "iwae", "importance_samples": 3, "kl_warmup_steps": 15, "binarize": "dynamic"}
+def test_resume_is_exact_with_warmup_binarisation_iwae_and_lr_decay(tmp_path):
+    vae = {"objective": "iwae", "importance_samples": 3, "kl_warmup_steps": 15, "binarize": "dynamic",
+           "lr_decay_start": 8, "lr_decay_steps": 10}
     straight = tiny_config("vae-mlp", steps=20, vae=vae)
     train(straight, tmp_path / "straight", quiet=True)
     train(tiny_config("vae-mlp", steps=10, vae=vae), tmp_path / "resumed", quiet=True)

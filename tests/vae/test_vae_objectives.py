@@ -202,7 +202,23 @@ def test_learned_decoder_variance_gets_trained(model):
     assert torch.equal(nets["vae"].decoder_logvar, torch.zeros_like(before))
 
 
+def test_lr_decay_sets_the_learning_rate_from_the_step():
+    """train.lr until lr_decay_start, then linearly towards 0 over lr_decay_steps (never below 0)."""
+    cfg, nets, opts, batch = _step_inputs(lr_decay_start=4, lr_decay_steps=3)
+    precision = Precision(torch.device("cpu"), "fp32", ["vae"])
+    seen = []
+    for step in (0, 3, 4, 5, 6, 9):
+        vae_step(nets, opts, Batch(batch.images, batch.labels, step=step), cfg, precision)
+        seen.append(opts["vae"].param_groups[0]["lr"] / cfg.train.lr)
+    assert seen == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.25, 0.0])
+    cfg, nets, opts, batch = _step_inputs()  # no decay: the optimiser's lr is left alone
+    vae_step(nets, opts, Batch(batch.images, batch.labels, step=10_000), cfg, precision)
+    assert opts["vae"].param_groups[0]["lr"] == cfg.train.lr
+
+
 @pytest.mark.parametrize("bad, message", [
+    ({"lr_decay_start": -1}, "lr_decay_start"),
+    ({"lr_decay_steps": -2}, "lr_decay_steps"),
     ({"importance_samples": 0}, "importance_samples"),
     ({"objective": "vi"}, "objective"),
     ({"kl_warmup_steps": -1}, "kl_warmup_steps"),

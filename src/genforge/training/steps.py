@@ -221,6 +221,9 @@ def vae_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
     x = vae_targets(batch.images, v)
     cond = (batch.labels,) if cfg.model.num_classes else ()
     beta = kl_weight_at(batch.step, v)
+    if v.lr_decay_steps:
+        for group in opts["vae"].param_groups:
+            group["lr"] = cfg.train.lr * linear_decay_factor(batch.step, v.lr_decay_start, v.lr_decay_steps)
     if v.objective == "elbo":
         # Negative ELBO = -E_q[log p(x|z)] + KL(q(z|x) || p(z)), in nats per image, one z per image
         # and the KL in closed form (Kingma and Welling 2014, eq. 10); beta-VAE weighs the KL.

@@ -126,7 +126,7 @@ def test_compatible_pairs_pass():
 
 
 @pytest.mark.parametrize("preset", ["dcgan-mnist", "cgan-mnist", "acgan-mnist", "sngan-cifar", "sngan-cifar-diffaug",
-                                    "wgan-gp-cifar", "cgan-cifar"])
+                                    "wgan-gp-cifar", "cgan-cifar", "cdcgan-cifar"])
 def test_gan_presets_resolve(preset):
     cfg = resolve_config(preset)
     assert cfg.model.name in ("dcgan", "cdcgan", "resnet-gan", "resnet-cgan")

@@ -473,6 +473,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "data": {"name": "mnist"},
         "train": {"steps": 10000, "batch_size": 128, "lr": 1e-3, "betas": [0.9, 0.999]},
     },
+    # The conditional VAE that draws the requested digit (docs/benchmarks.md): a 4-D latent leaves
+    # z room for style only, so the label decides the class; 80 epochs, the last 40 decaying the lr.
+    "cvae-mnist": {
+        "model": {"name": "cvae-mlp", "latent_dim": 4},
+        "data": {"name": "mnist"},
+        "train": {"steps": 48000, "batch_size": 100, "lr": 1e-3, "betas": [0.9, 0.999]},
+        "vae": {"binarize": "dynamic", "lr_decay_start": 24000, "lr_decay_steps": 24000},
+    },
 }
 
 

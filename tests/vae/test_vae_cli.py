@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from genforge.cli import main
+from genforge.config import resolve_config
 from genforge.training import train
 from vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
@@ -63,6 +64,13 @@ def test_objective_names_from_the_issue_resolve(capsys):
     assert "objective: iwae" in out and "importance_samples: 5" in out and "kl_weight: 4.0" in out
     assert main(["train", "--model", "cvae-mlp", "--dry-run"]) == 0
     assert "num_classes: 10" in capsys.readouterr().out
+
+
+def test_vae_presets_resolve():
+    cfg = resolve_config("cvae-mnist")
+    assert (cfg.model.name, cfg.model.latent_dim, cfg.vae.binarize) == ("cvae-mlp", 4, "dynamic")
+    assert cfg.vae.lr_decay_start + cfg.vae.lr_decay_steps == cfg.train.steps  # decays to 0 at the end
+    assert resolve_config("vae-mnist").model.name == "vae-mlp"
 
 
 @pytest.mark.parametrize("argv, message", [

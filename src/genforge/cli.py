@@ -38,7 +38,7 @@ def _add_train(sub) -> None:
             "genforge train --model dcgan --data cifar10 --download --out runs/cifar10",
             "genforge train --config my.yaml --set train.lr=0.001 --dry-run",
             "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
-    p.add_argument("--preset", help="named settings to start from (see genforge info --presets)")
+    p.add_argument("--preset", help="named settings to start from (listed by genforge info)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
     p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")

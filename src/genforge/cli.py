@@ -235,7 +235,7 @@ def _add_vae_tools(sub) -> None:
                          "genforge vae-tools --run runs/vae --input my-digits/ --out tools/"))
     p.add_argument("--run", required=True, help="run directory of a VAE")
     p.add_argument("--out", required=True, help="folder for the pictures")
-    p.add_argument("--input", help="images to use (file or folder); default: the run's test (else train) data")
+    p.add_argument("--input", help="images to use (file or folder); default: --n images spread evenly over the run's test (else train) data")
     p.add_argument("--class", dest="class_", metavar="K", help="conditional VAEs with --input: the images' class")
     p.add_argument("--n", type=int, default=16, help="number of images for the reconstruction grid (default 16)")
     p.add_argument("--steps", type=int, default=10, help="images per interpolation and traversal row (default 10)")

@@ -186,16 +186,18 @@ def write_pictures(run, images: torch.Tensor, out_dir: str | Path, labels: torch
 
 
 def run_images(run, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The first n images (and labels) of the run's dataset: its test split if it has one, else
-    the training split."""
+    """n images (and labels) spread evenly over the run's dataset: its test split if it has one,
+    else the training split. Evenly spaced indices (0, step, 2 step, ...) rather than the first n,
+    so that a split stored class by class (the CIFAR-10 JPEG zip) still gives every class."""
     from .training.loop import load_training_data
 
     try:
         data = load_training_data(run.config, split="test")
     except GenforgeError:
         data = load_training_data(run.config)
-    labels = data.labels[:n] if run.config.model.num_classes and data.labels is not None else None
-    return data.images[:n], labels
+    index = torch.arange(min(n, len(data.images))) * max(1, len(data.images) // n)
+    labels = data.labels[index] if run.config.model.num_classes and data.labels is not None else None
+    return data.images[index], labels
 
 
 def save_latents(z: torch.Tensor, path: str | Path) -> Path:

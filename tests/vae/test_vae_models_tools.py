@@ -117,3 +117,19 @@ def test_resume_is_exact_with_warmup_binarisation_iwae_and_lr_decay(tmp_path):
     a = load_checkpoint(list_checkpoints(tmp_path / "straight")[-1][1])["networks"]["vae"]
     b = load_checkpoint(list_checkpoints(tmp_path / "resumed")[-1][1])["networks"]["vae"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_images_spread_over_a_class_ordered_split(trained, monkeypatch):
+    """vae-tools' default images come from the whole split, not its first n (CIFAR's zip is stored
+    class by class, so the first 16 images would all be airplanes)."""
+    from genforge.data.base import ImageDataset
+    from genforge.training import loop
+
+    run, _ = trained
+    labels = torch.arange(10).repeat_interleave(50)  # 50 of class 0, then 50 of class 1, ...
+    images = labels.view(-1, 1, 1, 1).expand(-1, 1, 28, 28).to(torch.uint8).contiguous()  # pixel value = class
+    monkeypatch.setattr(loop, "load_training_data", lambda cfg, split=None: ImageDataset(images, labels))
+    picked, _ = vae_tools.run_images(run, 10)
+    assert sorted(picked[:, 0, 0, 0].tolist()) == list(range(10))
+    assert len(vae_tools.run_images(run, 16)[0]) == 16
+    assert len(vae_tools.run_images(run, 1000)[0]) == 500  # never more than the split holds

@@ -222,8 +222,7 @@ def vae_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
     cond = (batch.labels,) if cfg.model.num_classes else ()
     beta = kl_weight_at(batch.step, v)
     if v.lr_decay_steps:
-        for group in opts["vae"].param_groups:
-            group["lr"] = cfg.train.lr * linear_decay_factor(batch.step, v.lr_decay_start, v.lr_decay_steps)
+        set_decayed_lr(opts, {"vae": cfg.train.lr}, batch.step, v.lr_decay_start, v.lr_decay_steps)
     if v.objective == "elbo":
         # Negative ELBO = -E_q[log p(x|z)] + KL(q(z|x) || p(z)), in nats per image, one z per image
         # and the KL in closed form (Kingma and Welling 2014, eq. 10); beta-VAE weighs the KL.
@@ -299,6 +298,15 @@ def linear_decay_factor(step: int, decay_start: int, decay_steps: int) -> float:
     return max(0.0, 1.0 - max(0, step + 1 - decay_start) / (decay_steps + 1))
 
 
+def set_decayed_lr(opts: dict[str, torch.optim.Optimizer], base_lr: dict[str, float], step: int,
+                   decay_start: int, decay_steps: int) -> None:
+    """Set each optimiser's learning rate to its base rate times linear_decay_factor at `step`."""
+    factor = linear_decay_factor(step, decay_start, decay_steps)
+    for name, opt in opts.items():
+        for group in opt.param_groups:
+            group["lr"] = base_lr[name] * factor
+
+
 def pix2pix_generator_objective(fake_logits: torch.Tensor, fake: torch.Tensor, target: torch.Tensor,
                                 cfg: RunConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """G's objective, the paper's eq. 4: gan_weight * L_cGAN(G, D) + lambda * L_L1(G).
@@ -318,11 +326,8 @@ def pix2pix_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimiz
     generator, discriminator = nets["generator"], nets["discriminator"]
     source, target = jitter_pairs(to_signed(batch.images), to_signed(batch.targets), cfg.pix2pix.jitter,
                                   cfg.pix2pix.flip)
-    factor = linear_decay_factor(batch.step, cfg.pix2pix.lr_decay_start, cfg.pix2pix.lr_decay_steps)
-    base_lr = {"generator": cfg.train.lr, "discriminator": cfg.gan.lr_d or cfg.train.lr}
-    for name, opt in opts.items():
-        for group in opt.param_groups:
-            group["lr"] = base_lr[name] * factor
+    set_decayed_lr(opts, {"generator": cfg.train.lr, "discriminator": cfg.gan.lr_d or cfg.train.lr}, batch.step,
+                   cfg.pix2pix.lr_decay_start, cfg.pix2pix.lr_decay_steps)
     adversarial = cfg.pix2pix.gan_weight > 0
 
     with precision.context():

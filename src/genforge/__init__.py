@@ -7,14 +7,41 @@ From Python::
     genforge.train(cfg, "runs/vae")
     images = genforge.load_run("runs/vae").sample(16, seed=0)   # (16, 1, 28, 28) in [0, 1]
     genforge.save_grid(images, "grid.png")
+
+The public names are imported on first use, so `import genforge` (and `genforge --help`) does not
+import torch.
 """
+
+from __future__ import annotations
+
+import importlib
+
+from . import families as _families  # registers the families' config sections; imports no torch
 
 __version__ = "0.1.0"
 
-from .config import RunConfig, resolve_config  # noqa: E402
-from .errors import GenforgeError  # noqa: E402
-from .run import Run, load_run  # noqa: E402
-from .sampling import save_grid  # noqa: E402
-from .training import train  # noqa: E402
+# public name -> module that defines it
+_API = {
+    "GenforgeError": "errors",
+    "RunConfig": "config",
+    "resolve_config": "families.registry",
+    "train": "training.loop",
+    "load_run": "run",
+    "Run": "run",
+    "save_grid": "imageio",
+    "Condition": "conditioning",
+}
 
-__all__ = ["__version__", "GenforgeError", "RunConfig", "resolve_config", "train", "load_run", "Run", "save_grid"]
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'genforge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -83,9 +83,9 @@ def _train_overrides(args) -> list[dict]:
 def _cmd_train(args) -> int:
     import yaml
 
-    from .config import resolve_config
+    from .families.registry import load_data, resolve_config, resolve_model
+    from .rundir import slug
     from .training import train
-    from .training.loop import load_training_data, resolve_model
 
     cfg = resolve_config(args.preset, args.config, _train_overrides(args))
     if args.download and not args.dry_run:
@@ -94,9 +94,9 @@ def _cmd_train(args) -> int:
 
         if split_source(cfg.data.name) is None:
             download_dataset(cfg.data.name, data_root(cfg.data.name, cfg.data.root or None))
-    out = Path(args.out or f"runs/{cfg.model.name}-{cfg.data.name.replace(':', '-').replace('/', '-')}")
+    out = Path(args.out or f"runs/{cfg.model.name}-{slug(cfg.data.name)}")
     if args.dry_run:
-        cfg = resolve_model(cfg, load_training_data(cfg))
+        cfg = resolve_model(cfg, load_data(cfg))
         print(f"# resolved configuration for {out}")
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
@@ -146,7 +146,7 @@ def _class_labels(text: str | None):
 
 def _cmd_sample(args) -> int:
     from .run import load_run
-    from .sampling import save_grid, save_separate
+    from .imageio import save_grid, save_separate
 
     import torch
 
@@ -188,7 +188,7 @@ def _add_encode(sub) -> None:
 
 def _cmd_encode(args) -> int:
     from .run import load_run
-    from .vae_tools import load_images, save_latents
+    from .families.vae.tools import load_images, save_latents
 
     run = load_run(args.run, device=args.device)
     images, files = load_images(args.input, run.config.model.channels)
@@ -213,8 +213,8 @@ def _add_decode(sub) -> None:
 
 def _cmd_decode(args) -> int:
     from .run import load_run
-    from .sampling import save_grid, save_separate
-    from .vae_tools import load_latents
+    from .imageio import save_grid, save_separate
+    from .families.vae.tools import load_latents
 
     run = load_run(args.run, device=args.device)
     images = run.decode(load_latents(args.input), _class_labels(args.class_))
@@ -245,7 +245,7 @@ def _add_vae_tools(sub) -> None:
 
 def _cmd_vae_tools(args) -> int:
     from .run import load_run
-    from .vae_tools import load_images, run_images, write_pictures
+    from .families.vae.tools import load_images, run_images, write_pictures
 
     if args.n < 2:
         raise GenforgeError(f"--n must be at least 2, got {args.n}")
@@ -288,7 +288,7 @@ def _add_interpolate(sub) -> None:
 
 def _cmd_interpolate(args) -> int:
     from .run import load_run
-    from .sampling import save_gif, save_grid
+    from .imageio import save_gif, save_grid
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -342,19 +342,18 @@ def _add_info(sub) -> None:
 def _cmd_info(args) -> int:
     from .config import PRESETS
     from .data import DATASETS
-    from .models import MODELS
+    from .families.registry import MODELS
 
     if not args.run:
-        print("models:   " + ", ".join(f"{n} ({s.family})" for n, s in MODELS.items()))
+        print("models:   " + ", ".join(f"{n} ({s.family.name})" for n, s in MODELS.items()))
         from .data import SOURCES
 
         print("datasets: " + ", ".join(DATASETS))
         print("sources:  " + ", ".join(f"{kind}:PATH" for kind in SOURCES))
         print("presets:  " + ", ".join(PRESETS))
         return 0
-    from .training import checkpoint as ckpt
-    from .training.loop import METRICS_FILE, read_saved_config
-    from .training.report import read_metrics
+    from . import rundir as ckpt
+    from .rundir import METRICS_FILE, read_metrics, read_saved_config
 
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
@@ -572,11 +571,13 @@ def _add_eval(sub) -> None:
 def _cmd_eval(args) -> int:
     from .metrics.evaluate import EvalSettings, parse_metrics
     from .metrics.report import evaluate_and_report
+    from .run import load_run
 
     settings = EvalSettings(n=args.n, metrics=parse_metrics(args.metrics), seed=args.seed,
                             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, nll_k=args.nll_k,
                             nll_images=args.nll_images, binarize=args.binarize or "")
-    result, paths = evaluate_and_report(args.run, settings, args.evaluator, args.inception_weights, args.device,
+    run = load_run(args.run, device=args.device)
+    result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights,
                                         args.out, log=lambda text: print(text, file=sys.stderr, flush=True))
     extractor = result["protocol"].get("extractor", {})
     if extractor:
@@ -619,7 +620,9 @@ def _cmd_train_evaluator(args) -> int:
 
     from .metrics.features import train_evaluator
 
-    out = Path(args.out or f"evaluators/{args.data.replace(':', '-').replace('/', '-')}.pt")
+    from .rundir import slug
+
+    out = Path(args.out or f"evaluators/{slug(args.data)}.pt")
     start = time.perf_counter()
     evaluator = train_evaluator(args.data, args.data_root, out, epochs=args.epochs, batch_size=args.batch_size,
                                 lr=args.lr, seed=args.seed, device=args.device, image_size=args.image_size,

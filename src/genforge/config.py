@@ -19,7 +19,7 @@ import yaml
 from .errors import GenforgeError
 
 
-def _check(condition: bool, message: str) -> None:
+def check(condition: bool, message: str) -> None:
     if not condition:
         raise GenforgeError(message)
 
@@ -47,15 +47,15 @@ class ModelConfig:
     auxiliary classifier, Odena et al. 2017) or 'both'."""
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.spectral_norm, bool),
+        check(isinstance(self.spectral_norm, bool),
                f"model.spectral_norm must be true or false, got {self.spectral_norm!r}")
-        _check(self.class_head in ("projection", "acgan", "both"),
+        check(self.class_head in ("projection", "acgan", "both"),
                f"model.class_head must be projection, acgan or both, got {self.class_head!r}")
-        _check(self.latent_dim >= 0, f"model.latent_dim must be positive, got {self.latent_dim}; use e.g. 100")
-        _check(self.width >= 0, f"model.width must be positive, got {self.width}; use e.g. 64")
-        _check(self.image_size >= 0, f"model.image_size must be positive, got {self.image_size}")
-        _check(self.channels in (0, 1, 3), f"model.channels must be 1 or 3, got {self.channels}")
-        _check(self.num_classes >= 0, f"model.num_classes must be >= 0, got {self.num_classes}")
+        check(self.latent_dim >= 0, f"model.latent_dim must be positive, got {self.latent_dim}; use e.g. 100")
+        check(self.width >= 0, f"model.width must be positive, got {self.width}; use e.g. 64")
+        check(self.image_size >= 0, f"model.image_size must be positive, got {self.image_size}")
+        check(self.channels in (0, 1, 3), f"model.channels must be 1 or 3, got {self.channels}")
+        check(self.num_classes >= 0, f"model.num_classes must be >= 0, got {self.num_classes}")
 
 
 @dataclass
@@ -84,15 +84,15 @@ class DataConfig:
     """Processes decoding image files at load; 0 picks min(CPU count, 8), 1 decodes in the main process."""
 
     def __post_init__(self) -> None:
-        _check(bool(self.name), "data.name is empty; use e.g. --data mnist-5k")
-        _check(self.image_size >= 0, f"data.image_size must be >= 0, got {self.image_size}")
-        _check(self.channels in (0, 1, 3), f"data.channels must be 0, 1 or 3, got {self.channels}")
+        check(bool(self.name), "data.name is empty; use e.g. --data mnist-5k")
+        check(self.image_size >= 0, f"data.image_size must be >= 0, got {self.image_size}")
+        check(self.channels in (0, 1, 3), f"data.channels must be 0, 1 or 3, got {self.channels}")
         for flag in ("skip_bad", "hflip"):
-            _check(isinstance(getattr(self, flag), bool), f"data.{flag} must be true or false, got {getattr(self, flag)!r}")
-        _check(self.crop in ("center", "stretch"), f"data.crop must be center or stretch, got {self.crop!r}")
-        _check(self.random_crop >= 0, f"data.random_crop must be >= 0, got {self.random_crop}")
-        _check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
-        _check(not (self.random_crop and self.image_size and self.random_crop > self.image_size),
+            check(isinstance(getattr(self, flag), bool), f"data.{flag} must be true or false, got {getattr(self, flag)!r}")
+        check(self.crop in ("center", "stretch"), f"data.crop must be center or stretch, got {self.crop!r}")
+        check(self.random_crop >= 0, f"data.random_crop must be >= 0, got {self.random_crop}")
+        check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        check(not (self.random_crop and self.image_size and self.random_crop > self.image_size),
                f"data.random_crop ({self.random_crop}) must not exceed data.image_size ({self.image_size})")
 
 
@@ -135,171 +135,25 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
-        _check(self.steps > 0, f"train.steps must be positive, got {self.steps}")
-        _check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
-        _check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
-        _check(self.lr > 0, f"train.lr must be positive, got {self.lr}; use e.g. 0.0002")
-        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+        check(self.steps > 0, f"train.steps must be positive, got {self.steps}")
+        check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
+        check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
+        check(self.lr > 0, f"train.lr must be positive, got {self.lr}; use e.g. 0.0002")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                f"train.betas must be two numbers in [0, 1), got {list(self.betas)}")
-        _check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"train.device must be auto, cpu or cuda, got {self.device!r}")
-        _check(self.precision in ("auto", "fp32", "bf16", "fp16"),
+        check(self.precision in ("auto", "fp32", "bf16", "fp16"),
                f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
-            _check(getattr(self, name) > 0, f"train.{name} must be positive, got {getattr(self, name)}")
+            check(getattr(self, name) > 0, f"train.{name} must be positive, got {getattr(self, name)}")
         for name in ("channels_last", "compile"):
-            _check(isinstance(getattr(self, name), bool), f"train.{name} must be true or false, got {getattr(self, name)!r}")
+            check(isinstance(getattr(self, name), bool), f"train.{name} must be true or false, got {getattr(self, name)!r}")
 
 
-@dataclass
-class GANConfig:
-    """Settings used only by GAN families."""
-
-    loss: str = "non-saturating"
-    """GAN objective: 'non-saturating' (Goodfellow et al. 2014, section 3), 'minimax' (the article's
-    eq. 1), 'hinge' (Miyato et al. 2018), 'wasserstein' (Arjovsky et al. 2017; needs
-    gradient_penalty or model.spectral_norm) or 'least-squares' (Mao et al. 2017)."""
-    lr_d: float = 0.0
-    """Discriminator learning rate; 0 means the same as train.lr."""
-    ema_decay: float = 0.999
-    """Decay of the generator's exponential moving average used for sampling; 0 turns it off."""
-    d_steps: int = 1
-    """Discriminator updates per generator update (5 in WGAN-GP and SNGAN). The first uses the
-    step's batch; the others draw extra batches that depend only on (seed, step, k)."""
-    gradient_penalty: float = 0.0
-    """Weight lambda of WGAN-GP's gradient penalty (Gulrajani et al. 2017; they use 10); 0 is off."""
-    r1_gamma: float = 0.0
-    """Weight gamma of the R1 penalty gamma/2 * E||grad D(x)||^2 on real images (Mescheder et al.
-    2018); 0 is off. Typical: 0.1 to 10 (StyleGAN2 uses 10 at 1024px, less for small images)."""
-    r1_every: int = 1
-    """Lazy R1 (Karras et al. 2020, section 3.1): apply it only on steps divisible by this, scaled by
-    it so the average strength is unchanged (16 in StyleGAN2)."""
-    diffaugment: str = ""
-    """DiffAugment policy (Zhao et al. 2020): comma-separated subset of color, translation, cutout,
-    applied to real and fake images alike before the discriminator; empty is off."""
-    acgan_weight: float = 1.0
-    """Weight of the auxiliary classifier's cross-entropy when model.class_head is acgan or both."""
-
-    def __post_init__(self) -> None:
-        _check(self.loss in GAN_LOSSES, f"gan.loss must be one of {', '.join(GAN_LOSSES)}, got {self.loss!r}")
-        _check(self.lr_d >= 0, f"gan.lr_d must be >= 0, got {self.lr_d}")
-        _check(0 <= self.ema_decay < 1, f"gan.ema_decay must be in [0, 1), got {self.ema_decay}")
-        _check(self.d_steps >= 1, f"gan.d_steps must be >= 1, got {self.d_steps}")
-        _check(self.gradient_penalty >= 0, f"gan.gradient_penalty must be >= 0, got {self.gradient_penalty}; use e.g. 10")
-        _check(self.r1_gamma >= 0, f"gan.r1_gamma must be >= 0, got {self.r1_gamma}; use e.g. 1")
-        _check(self.r1_every >= 1, f"gan.r1_every must be >= 1, got {self.r1_every}; use e.g. 16")
-        _check(self.acgan_weight >= 0, f"gan.acgan_weight must be >= 0, got {self.acgan_weight}")
-        policy = [p.strip() for p in str(self.diffaugment).split(",") if p.strip()]
-        unknown = [p for p in policy if p not in DIFFAUGMENT_OPS]
-        _check(not unknown, f"gan.diffaugment has unknown part(s) {unknown}; use a comma-separated subset of "
-                            f"{','.join(DIFFAUGMENT_OPS)}")
-        self.diffaugment = ",".join(policy)
-        _check(not (self.gradient_penalty and self.r1_gamma),
-               "gan.gradient_penalty and gan.r1_gamma are both on; they regularise the same gradient, keep one")
-
-
-GAN_LOSSES = ("non-saturating", "minimax", "hinge", "wasserstein", "least-squares")
-DIFFAUGMENT_OPS = ("color", "translation", "cutout")
-
-
-@dataclass
-class VAEConfig:
-    """Settings used only by VAE families."""
-
-    reconstruction: str = "bernoulli"
-    """Likelihood p(x|z): 'bernoulli' (BCE on logits) or 'gaussian' (sum of squared errors)."""
-    kl_weight: float = 1.0
-    """Weight of the KL term (1 gives the ELBO; beta-VAE uses beta > 1, Higgins et al. 2017)."""
-    objective: str = "elbo"
-    """'elbo' (one z per image, closed-form KL) or 'iwae' (the importance-weighted bound of
-    Burda et al. 2016 with importance_samples z per image)."""
-    importance_samples: int = 5
-    """K, the number of z per image of the iwae objective (Burda et al. use 5 and 50); unused by elbo."""
-    kl_warmup_steps: int = 0
-    """Raise the KL weight linearly from 0 to kl_weight over this many steps (0: no warm-up).
-    The weight is a function of the step number alone, so a resumed run gets the same weights."""
-    binarize: str = "none"
-    """'none', or 'dynamic': every batch is re-binarised, x ~ Bernoulli(pixel / 255), with the
-    checkpointed global RNG (needs the bernoulli decoder)."""
-    decoder_variance: str = "fixed"
-    """Gaussian decoder only: 'fixed' (every pixel has variance fixed_variance) or 'learned' (one
-    learned log-variance per pixel, a parameter of the decoder)."""
-    fixed_variance: float = 0.5
-    """Variance of the fixed Gaussian decoder, in units of [0, 1] pixels (0.5 makes -log p the sum
-    of squared errors plus a constant)."""
-    lr_decay_start: int = 0
-    """Step at which the learning rate starts to decay linearly to 0 (as pix2pix.lr_decay_start)."""
-    lr_decay_steps: int = 0
-    """Steps over which it decays from train.lr to 0, beginning at lr_decay_start; 0 keeps it
-    constant. A function of the step number alone, so resuming needs no scheduler state."""
-
-    def __post_init__(self) -> None:
-        _check(self.reconstruction in ("bernoulli", "gaussian"),
-               f"vae.reconstruction must be bernoulli or gaussian, got {self.reconstruction!r}")
-        _check(self.kl_weight >= 0, f"vae.kl_weight must be >= 0, got {self.kl_weight}")
-        _check(self.objective in ("elbo", "iwae"), f"vae.objective must be elbo or iwae, got {self.objective!r}")
-        _check(self.importance_samples >= 1,
-               f"vae.importance_samples (K) must be at least 1, got {self.importance_samples}; use e.g. 5")
-        _check(self.kl_warmup_steps >= 0, f"vae.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
-        _check(self.binarize in ("none", "dynamic"), f"vae.binarize must be none or dynamic, got {self.binarize!r}")
-        _check(self.binarize == "none" or self.reconstruction == "bernoulli",
-               "vae.binarize=dynamic needs the bernoulli decoder; drop it or set vae.reconstruction=bernoulli")
-        _check(self.decoder_variance in ("fixed", "learned"),
-               f"vae.decoder_variance must be fixed or learned, got {self.decoder_variance!r}")
-        _check(self.fixed_variance > 0, f"vae.fixed_variance must be positive, got {self.fixed_variance}; use e.g. 0.5")
-        _check(self.lr_decay_start >= 0, f"vae.lr_decay_start must be >= 0, got {self.lr_decay_start}")
-        _check(self.lr_decay_steps >= 0, f"vae.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
-
-
-@dataclass
-class Pix2PixConfig:
-    """Settings used only by the pix2pix family (Isola et al. 2017). Saved with the run, so that
-    genforge translate rebuilds the same networks without repeating any training flag."""
-
-    lambda_l1: float = 100.0
-    """Weight of the L1 term in G's objective (the paper's eq. 4: lambda = 100)."""
-    gan_weight: float = 1.0
-    """Weight of the adversarial term; 0 trains the U-Net with L1 alone (the paper's 'L1' ablation)
-    and leaves the discriminator untouched."""
-    norm: str = "instance"
-    """'instance' (the same in training and inference) or 'batch' (running statistics at inference)."""
-    depth: int = 0
-    """U-Net halvings; 0 = as many as the image size allows, up to 8 (256 -> 1x1). The image side
-    must be divisible by 2**depth."""
-    n_layers: int = 3
-    """PatchGAN depth: 3 gives 70x70 patches (the paper's default), 1 gives 16x16."""
-    dropout: float = 0.5
-    """Dropout in the three innermost decoder layers during training (0 turns it off)."""
-    direction: str = "AtoB"
-    """'AtoB' translates the left (or A/) image into the right (or B/) one; 'BtoA' the reverse."""
-    lr_decay_start: int = 0
-    """Step at which the learning rate starts its linear decay (the paper: after 100 epochs)."""
-    lr_decay_steps: int = 0
-    """Steps over which it decays linearly from train.lr to 0, beginning at lr_decay_start (the
-    paper: 100 epochs); 0 keeps it constant. Set lr_decay_start + lr_decay_steps = train.steps for
-    the paper's schedule. It depends on the step number alone, so stopping and resuming (or
-    raising train.steps) never changes it."""
-    jitter: int = 0
-    """Random jitter: resize each training pair to image_size + jitter, then crop a random
-    image_size window from both halves at the same place (the paper: 30 at 256)."""
-    flip: bool = False
-    """Mirror both halves of a training pair together, at random (the paper: on)."""
-
-    def __post_init__(self) -> None:
-        _check(self.lambda_l1 >= 0, f"pix2pix.lambda_l1 must be >= 0, got {self.lambda_l1}; the paper uses 100")
-        _check(self.gan_weight >= 0, f"pix2pix.gan_weight must be >= 0, got {self.gan_weight}")
-        _check(self.lambda_l1 > 0 or self.gan_weight > 0, "pix2pix.lambda_l1 and pix2pix.gan_weight are both 0; "
-               "nothing would be trained")
-        _check(self.norm in ("instance", "batch"), f"pix2pix.norm must be instance or batch, got {self.norm!r}")
-        _check(0 <= self.depth <= 8, f"pix2pix.depth must be 0 (auto) to 8, got {self.depth}")
-        _check(1 <= self.n_layers <= 8, f"pix2pix.n_layers must be 1 to 8, got {self.n_layers}; the paper uses 3")
-        _check(0 <= self.dropout < 1, f"pix2pix.dropout must be in [0, 1), got {self.dropout}")
-        _check(self.direction in ("AtoB", "BtoA"), f"pix2pix.direction must be AtoB or BtoA, got {self.direction!r}")
-        _check(self.lr_decay_start >= 0, f"pix2pix.lr_decay_start must be >= 0, got {self.lr_decay_start}")
-        _check(self.lr_decay_steps >= 0, f"pix2pix.lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
-        _check(self.jitter >= 0, f"pix2pix.jitter must be >= 0, got {self.jitter}")
-        _check(isinstance(self.flip, bool), f"pix2pix.flip must be true or false, got {self.flip!r}")
+METRIC_NAMES = ("fid", "kid", "is", "pr", "acc", "nll")
+"""Every metric genforge eval knows (the one list; metrics.evaluate uses it too)."""
 
 
 @dataclass
@@ -322,34 +176,43 @@ class EvalConfig:
     """Importance samples per test image when nll is among the metrics during training."""
 
     def __post_init__(self) -> None:
-        _check(self.every >= 0, f"eval.every must be >= 0 (0 = off), got {self.every}")
-        _check(self.n_samples >= 2, f"eval.n_samples must be at least 2, got {self.n_samples}; use e.g. 2000")
-        _check(self.nll_k >= 1, f"eval.nll_k must be positive, got {self.nll_k}")
-        known = ("fid", "kid", "is", "pr", "acc", "nll")
-        bad = [m for m in (x.strip() for x in self.metrics.split(",")) if m and m not in known]
-        _check(not bad, f"eval.metrics has unknown metric(s) {', '.join(bad)}; choose from {', '.join(known)}")
+        check(self.every >= 0, f"eval.every must be >= 0 (0 = off), got {self.every}")
+        check(self.n_samples >= 2, f"eval.n_samples must be at least 2, got {self.n_samples}; use e.g. 2000")
+        check(self.nll_k >= 1, f"eval.nll_k must be positive, got {self.nll_k}")
+        bad = [m for m in (x.strip() for x in self.metrics.split(",")) if m and m not in METRIC_NAMES]
+        check(not bad, f"eval.metrics has unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRIC_NAMES)}")
 
 
-@dataclass
 class RunConfig:
-    """Everything that defines a run. Saved as config.yaml in the run directory.
+    """Everything that defines a run, one attribute per section (cfg.model, cfg.train, cfg.gan, ...).
+    Saved as config.yaml in the run directory.
 
-    Each field is a section; a new section is one line here plus one entry in SECTIONS below.
+    The core sections (model, data, train, eval) are defined here; each model family registers its
+    own section from its folder (`register_section`), so this module names no family.
     """
 
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    gan: GANConfig = field(default_factory=GANConfig)
-    vae: VAEConfig = field(default_factory=VAEConfig)
-    pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    def __init__(self, **sections: Any):
+        unknown = set(sections) - set(SECTIONS)
+        if unknown:
+            raise TypeError(f"unknown section(s) {sorted(unknown)}")
+        for name, cls in SECTIONS.items():
+            value = sections.get(name)
+            object.__setattr__(self, name, cls() if value is None else value)
 
-    def __post_init__(self) -> None:
-        _check_gan_pairs(self)
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("RunConfig is immutable; use genforge.config.replace(cfg, section={...})")
+
+    def sections(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SECTIONS}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "RunConfig(" + ", ".join(f"{k}={v!r}" for k, v in self.sections().items()) + ")"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {name: asdict(section) for name, section in self.sections().items()}
         d["train"]["betas"] = list(d["train"]["betas"])
         return d
 
@@ -362,45 +225,34 @@ class RunConfig:
         if unknown:
             raise GenforgeError(f"{source}: unknown section(s) {sorted(unknown)}; the sections are {', '.join(SECTIONS)}")
         parts = {}
-        for f in fields(cls):
-            section = d.get(f.name) or {}
-            sub_cls = SECTIONS[f.name]
+        for name, sub_cls in SECTIONS.items():
+            section = d.get(name) or {}
             if not isinstance(section, dict):
-                raise GenforgeError(f"{source}: section {f.name} must be a mapping")
+                raise GenforgeError(f"{source}: section {name} must be a mapping")
             names = {g.name for g in fields(sub_cls)}
             bad = set(section) - names
             if bad:
-                raise GenforgeError(f"{source}: unknown key(s) {sorted(bad)} in section {f.name}; "
+                raise GenforgeError(f"{source}: unknown key(s) {sorted(bad)} in section {name}; "
                                     f"known keys: {', '.join(sorted(names))}")
             try:
-                parts[f.name] = sub_cls(**{k: _coerce(sub_cls, k, v, source) for k, v in section.items()})
+                parts[name] = sub_cls(**{k: _coerce(sub_cls, k, v, source) for k, v in section.items()})
             except TypeError as exc:
                 raise GenforgeError(f"{source}: {exc}") from None
         return cls(**parts)
 
 
-def _check_gan_pairs(cfg: RunConfig) -> None:
-    """Loss / regulariser / architecture pairs that cannot work together."""
-    from .models import MODELS  # here, not at the top: models import this module
-
-    spec = MODELS.get(cfg.model.name)
-    if spec is None or spec.family != "gan":
-        return
-    gan = cfg.gan
-    _check(gan.loss != "wasserstein" or gan.gradient_penalty > 0 or cfg.model.spectral_norm,
-           "gan.loss=wasserstein needs a Lipschitz critic; add --set gan.gradient_penalty=10 or "
-           "--set model.spectral_norm=true")
-    # GP and R1 take each image's own input gradient; batch norm mixes the images of a batch
-    # (Gulrajani et al. 2017, section 4, leave it out of the critic for this reason).
-    penalty = "gan.gradient_penalty" if gan.gradient_penalty else "gan.r1_gamma" if gan.r1_gamma else ""
-    _check(not (penalty and spec.batchnorm_discriminator and not cfg.model.spectral_norm),
-           f"{penalty} needs a discriminator without batch norm, and {cfg.model.name}'s has it; add "
-           "--set model.spectral_norm=true (which drops it) or use model resnet-gan")
+# The sections of a RunConfig, in config.yaml order: the core ones, the families' (registered by
+# their folders), then eval.
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig,
-                             "gan": GANConfig, "vae": VAEConfig, "pix2pix": Pix2PixConfig,
-                             "eval": EvalConfig}
+def register_section(name: str, cls: type) -> None:
+    """Add a family's config section (a dataclass with defaults for every field) before `eval`."""
+    if name in SECTIONS and SECTIONS[name] is not cls:
+        raise ValueError(f"config section {name!r} is already registered")
+    evaluation = SECTIONS.pop("eval")
+    SECTIONS[name] = cls
+    SECTIONS["eval"] = evaluation
 
 
 # Presets: named partial configurations, applied before the config file and the flags.
@@ -594,4 +446,7 @@ def config_diff(saved: RunConfig, new: RunConfig, ignore: tuple[str, ...]) -> li
 
 def replace(cfg: RunConfig, **sections: dict) -> RunConfig:
     """A copy of cfg with some fields of some sections replaced, re-validated."""
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise GenforgeError(f"unknown section(s) {sorted(unknown)}; the sections are {', '.join(SECTIONS)}")
     return RunConfig(**{s: dataclasses.replace(getattr(cfg, s), **sections.get(s, {})) for s in SECTIONS})

@@ -8,13 +8,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import rundir
+from .conditioning import Condition
 from .config import RunConfig
 from .errors import GenforgeError
-from .models import build_networks, model_spec
-from .sampling import (generate_gan, generate_vae, interpolation_latents, latent_batch, recalibrate_batchnorm,
-                       truncated_latent_batch)
-from .training import checkpoint as ckpt
-from .training.loop import CONFIG_FILE, resolve_device
+from .families.contract import Family, SampleRequest
+from .families.registry import build_networks, inference_networks, model_spec
+from .families.registry import sample as family_sample
+from .imageio import atomic_path
+from .nn.latents import interpolation_latents
+from .runtime import resolve_device
 
 
 @dataclass
@@ -23,10 +26,16 @@ class Run:
 
     run_dir: Path
     config: RunConfig
-    family: str
+    model_family: Family
     step: int
     networks: dict[str, nn.Module]
+    """The networks to sample with: averaged (EMA) weights where the run kept them, in eval mode."""
     device: torch.device
+
+    @property
+    def family(self) -> str:
+        """The family's name ('gan', 'vae', 'pix2pix', ...)."""
+        return self.model_family.name
 
     @property
     def generator(self) -> nn.Module:
@@ -42,16 +51,13 @@ class Run:
         """
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
-        if self.family == "pix2pix":
-            raise GenforgeError(f"{self.run_dir} is an image-to-image (pix2pix) run; it translates images: "
+        if not self.model_family.from_noise:
+            raise GenforgeError(f"{self.run_dir} is an image-to-image ({self.family}) run; it translates images: "
                                 "use genforge translate --run RUN --input IMAGES --out DIR")
-        labels = self.check_labels(n, labels)
-        latent_dim = self.config.model.latent_dim
         if truncation:
-            z = truncated_latent_batch(n, latent_dim, seed, self._check_truncation(truncation), self.device)
-        else:
-            z = latent_batch(n, latent_dim, seed, self.device)
-        return self.generate(z, labels)
+            self._check_truncation(truncation)
+        request = SampleRequest(n, seed, Condition(labels=self.check_labels(n, labels)), truncation=truncation or None)
+        return family_sample(self.model_family, self.networks, request, self.config).cpu()
 
     @torch.no_grad()
     def interpolate(self, seeds: list[int], steps: int = 8, labels: torch.Tensor | None = None,
@@ -70,21 +76,20 @@ class Run:
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] on the CPU from latents z (and checked labels for conditional models)."""
-        if self.family == "gan":
-            return generate_gan(self.generator, z, labels).cpu()
-        return generate_vae(self.networks["vae"], z, self.config.vae.reconstruction, labels).cpu()
+        request = SampleRequest(len(z), cond=Condition(labels=labels), latents=z)
+        return family_sample(self.model_family, self.networks, request, self.config).cpu()
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """VAEs: posterior means (N, latent_dim) of uint8 or [0, 1] images (see genforge.vae_tools)."""
-        from . import vae_tools
+        """VAEs: posterior means (N, latent_dim) of uint8 or [0, 1] images (see genforge.families.vae.tools)."""
+        from .families.vae import tools
 
-        return vae_tools.encode(self, images, labels)
+        return tools.encode(self, images, labels)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """VAEs: images in [0, 1] (N, C, H, W) on the CPU from latent codes (N, latent_dim)."""
-        from . import vae_tools
+        from .families.vae import tools
 
-        return vae_tools.decode(self, z, labels)
+        return tools.decode(self, z, labels)
 
     def export(self, path: str | Path) -> Path:
         """Write the networks used for inference (the EMA generator for GANs) as safetensors.
@@ -105,9 +110,8 @@ class Run:
         metadata = {"format": "genforge-export", "family": self.family, "step": str(self.step),
                     "config": json.dumps(self.config.to_dict())}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
         return path
 
     @staticmethod
@@ -144,28 +148,27 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
     re-estimated for those weights (see sampling.recalibrate_batchnorm).
     """
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise GenforgeError(f"{run_dir} is not a genforge run directory (no {CONFIG_FILE}); "
+    if not (run_dir / rundir.CONFIG_FILE).is_file():
+        raise GenforgeError(f"{run_dir} is not a genforge run directory (no {rundir.CONFIG_FILE}); "
                             "pass the --out folder of genforge train")
-    found = ckpt.list_checkpoints(run_dir)
+    found = rundir.list_checkpoints(run_dir)
     if checkpoint is None and not found:
         raise GenforgeError(f"{run_dir} has no checkpoint yet; train it with genforge train first")
-    payload = ckpt.load_checkpoint(Path(checkpoint) if checkpoint else found[-1][1])
+    payload = rundir.load_checkpoint(Path(checkpoint) if checkpoint else found[-1][1])
     try:
         cfg = RunConfig.from_dict(payload["config"], source="checkpoint config")
         family = model_spec(cfg.model.name).family
         torch_device = resolve_device(device)
-        networks = build_networks(cfg.model, cfg)
+        networks = build_networks(cfg)
         for name, net in networks.items():
             net.load_state_dict(payload["networks"][name])
-        if family == "gan" and payload.get("ema"):
-            networks["generator"].load_state_dict(payload["ema"]["model"])
+        # Sample with the averaged weights where the run kept them.
+        for name, state in rundir.averaged_states(payload, tuple(family.averaged(cfg))).items():
+            networks[name].load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
         raise GenforgeError(f"checkpoint of {run_dir} does not match its model ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:100]}); it was written by another version or edited") from None
     for net in networks.values():
         net.to(torch_device).eval().requires_grad_(False)
-    if family == "gan":
-        networks["generator"] = recalibrate_batchnorm(networks["generator"], cfg.model.latent_dim, torch_device,
-                                                      num_classes=cfg.model.num_classes)
+    networks = inference_networks(family, networks, {}, cfg, torch_device)
     return Run(run_dir, cfg, family, int(payload["step"]), networks, torch_device)

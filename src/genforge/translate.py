@@ -24,84 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .data.base import ImageDataset
 from .data.paired import IMAGE_SUFFIXES, _image_files, _open, _to_array, prepare_pairs, read_pairs, read_side_by_side
 from .data.transforms import resize_uint8, to_channels
 from .errors import GenforgeError
+from .families.pix2pix.translate import score, translate_batch
+from .imageio import save_png, to_uint8
 from .metrics.features import Evaluator, FeatureModule, load_evaluator
 from .metrics.scores import extract, fid_from_features, kid_from_features
-from .sampling import save_png, to_uint8
-
-
-@torch.no_grad()
-def translate_batch(generator: nn.Module, images: torch.Tensor, batch_size: int = 64,
-                    dropout_seed: int | None = None) -> torch.Tensor:
-    """uint8 (N, C, H, W) inputs -> float outputs in [0, 1] on the inputs' device, in eval mode.
-
-    With `dropout_seed`, dropout stays active (seeded, without touching the global RNG streams).
-    """
-    generator.eval()
-    device = next(generator.parameters()).device
-    outputs = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        if dropout_seed is not None:
-            torch.manual_seed(dropout_seed)
-            for module in generator.modules():
-                if isinstance(module, nn.Dropout):
-                    module.train()
-        try:
-            for chunk in images.split(batch_size):
-                x = chunk.to(device).float().div(127.5).sub(1.0)
-                outputs.append(generator(x).float().add(1).mul(0.5).clamp(0, 1).to(images.device))
-        finally:
-            generator.eval()
-    return torch.cat(outputs)
-
-
-def comparison_grid(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-    """(N, ...) inputs, outputs, targets -> (3N, ...) floats in [0, 1] interleaved as rows of 3 (2 without targets)."""
-    columns = [inputs, outputs] + ([targets] if targets is not None else [])
-    columns = [c.float().div(255) if c.dtype == torch.uint8 else c.float() for c in columns]
-    columns = [c.to(outputs.device) for c in columns]
-    return torch.stack(columns, dim=1).flatten(0, 1)
-
-
-MAX_PSNR = 100.0
-"""Per-image PSNR cap in dB (reached only by exact matches, e.g. a gray photo in a colourisation set)."""
-
-
-def _ssim_kernel(size: int) -> int:
-    return max(3, min(11, size if size % 2 else size - 1))  # 11 (Wang et al. 2004), smaller for tiny images
-
-
-def score(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image L1 (mean absolute error, [0, 1] scale), PSNR (dB, data range 1, capped at MAX_PSNR) and SSIM (Gaussian
-    11x11 window, sigma 1.5, as Wang et al. 2004) of float [0, 1] outputs against targets."""
-    outputs, targets = outputs.float(), targets.float().to(outputs.device)
-    if targets.max() > 1.0:
-        targets = targets / 255
-    l1 = (outputs - targets).abs().flatten(1).mean(1)
-    psnr = peak_signal_noise_ratio(outputs, targets, data_range=1.0, reduction="none", dim=(1, 2, 3))
-    psnr = psnr.clamp(max=MAX_PSNR)  # an exact match is infinite; one such pair would make the mean infinite
-    ssim = structural_similarity_index_measure(outputs, targets, data_range=1.0, reduction="none",
-                                               kernel_size=_ssim_kernel(min(outputs.shape[-2:])))
-    return {"l1": l1, "psnr": psnr, "ssim": ssim}
-
-
-@torch.no_grad()
-def evaluate_pairs(generator: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-                   device: torch.device | str = "cpu", dropout_seed: int | None = None) -> dict[str, float]:
-    """Mean L1, PSNR and SSIM of the generator's translations of uint8 `inputs` against uint8 `targets`,
-    and of the identity mapping (output = input) as a baseline."""
-    outputs = translate_batch(generator, inputs.to(device), dropout_seed=dropout_seed)
-    model = score(outputs, targets.to(device))
-    identity = score(inputs.to(device).float() / 255, targets.to(device))
-    return {**{k: float(v.mean()) for k, v in model.items()},
-            **{f"identity_{k}": float(v.mean()) for k, v in identity.items()}}
 
 
 KID_SUBSETS = 100

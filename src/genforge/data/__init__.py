@@ -137,3 +137,10 @@ def load_dataset(name: str, root: str | None = None, split: str = "train", image
             targets = square(data.targets) if crop == "center" else data.targets
             data.targets = resize_uint8(targets, image_size)
     return data
+
+
+def load_split(data_cfg, split: str | None = None) -> ImageDataset:
+    """A split (default: the configured one) of the dataset a run's data section (config.DataConfig) names."""
+    d = data_cfg
+    return load_dataset(d.name, d.root or None, split or d.split, d.image_size or None, d.channels or None,
+                        skip_bad=d.skip_bad, crop=d.crop, workers=d.workers)

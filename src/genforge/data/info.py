@@ -76,7 +76,7 @@ def preview_images(data: ImageDataset, seed: int = 0) -> tuple[torch.Tensor, int
 
 
 def save_preview(data: ImageDataset, path: str | Path) -> Path:
-    from ..sampling import save_grid
+    from ..imageio import save_grid
 
     images, nrow = preview_images(data)
     return save_grid(images, path, nrow=nrow)

@@ -4,14 +4,14 @@ density/coverage, VAE likelihoods, and the eval.json + HTML report of ``genforge
 From Python::
 
     from genforge.metrics import EvalSettings, evaluate_and_report
-    result, paths = evaluate_and_report("runs/dcgan", EvalSettings(n=10_000), evaluator="evaluators/mnist.pt")
+    result, paths = evaluate_and_report(genforge.load_run("runs/dcgan"), EvalSettings(n=10_000),
+                                        evaluator="evaluators/mnist.pt")
     print(result["metrics"]["fid"], paths["html"])
 """
 
 from .evaluate import ALL_METRICS, EvalSettings, TrainingEvaluator, evaluate_run
 from .features import Evaluator, FeatureModule, load_evaluator, train_evaluator
 from .inception import FIDInceptionV3, load_inception
-from .likelihood import vae_likelihood
 from .prdc import density_coverage, precision_recall, prdc
 from .report import evaluate_and_report, write_report
 from .scores import (fid_from_features, frechet_distance, inception_score_from_logits, kid_from_features,
@@ -19,5 +19,5 @@ from .scores import (fid_from_features, frechet_distance, inception_score_from_l
 
 __all__ = ["ALL_METRICS", "EvalSettings", "TrainingEvaluator", "evaluate_run", "evaluate_and_report", "write_report",
            "Evaluator", "FeatureModule", "load_evaluator", "train_evaluator", "FIDInceptionV3", "load_inception",
-           "vae_likelihood", "precision_recall", "density_coverage", "prdc", "fid_from_features", "frechet_distance",
+           "precision_recall", "density_coverage", "prdc", "fid_from_features", "frechet_distance",
            "inception_score_from_logits", "kid_from_features", "mean_and_covariance"]

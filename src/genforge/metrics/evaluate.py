@@ -15,13 +15,19 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..config import METRIC_NAMES
 from ..errors import GenforgeError
+from ..conditioning import Condition
+from ..families.contract import SampleRequest
+from ..families.registry import family_of, load_data
+from ..families.registry import sample as family_sample
+from ..families.vae.likelihood import BINARIZATIONS, default_binarization
+from ..rundir import slug
 from .features import Evaluator, FeatureModule, load_evaluator
-from .likelihood import BINARIZATIONS, vae_likelihood
 from .prdc import density_coverage, precision_recall
 from .scores import extract, fid_from_features, inception_score_from_logits, kid_from_features
 
-ALL_METRICS = ("fid", "kid", "is", "pr", "acc", "nll")
+ALL_METRICS = METRIC_NAMES
 FEATURE_METRICS = ("fid", "kid", "is", "pr", "acc")
 DEFAULT_EVALUATOR_DIR = Path("evaluators")
 
@@ -67,8 +73,9 @@ def parse_metrics(text: str | None) -> tuple[str, ...]:
     return tuple(m.strip().lower() for m in (text or "").split(",") if m.strip())
 
 
-def default_metrics(family: str, conditional: bool) -> tuple[str, ...]:
-    return ("fid", "kid", "is", "pr") + (("acc",) if conditional else ()) + (("nll",) if family == "vae" else ())
+def default_metrics(family, conditional: bool) -> tuple[str, ...]:
+    """fid, kid, is, pr; acc for conditional models; nll for families with a likelihood."""
+    return ("fid", "kid", "is", "pr") + (("acc",) if conditional else ()) + (("nll",) if family.likelihood else ())
 
 
 @dataclass
@@ -84,7 +91,7 @@ class Extractors:
 def find_evaluator(data_name: str, explicit: str | None) -> Path | None:
     if explicit:
         return Path(explicit)
-    candidate = DEFAULT_EVALUATOR_DIR / f"{data_name.replace(':', '-').replace('/', '-')}.pt"
+    candidate = DEFAULT_EVALUATOR_DIR / f"{slug(data_name)}.pt"
     return candidate if candidate.is_file() else None
 
 
@@ -152,15 +159,13 @@ def feature_metrics(real_features: torch.Tensor, fake_images: torch.Tensor, extr
 
 def _reference(cfg, split: str, n: int, seed: int):
     """Up to n images (and labels) of the run's dataset split; a seeded subset when there are more."""
-    from ..training.loop import load_training_data
-
     try:
-        data = load_training_data(cfg, split=split)
+        data = load_data(cfg, split=split)
         used_split = split
     except GenforgeError:
         if split == "train":
             raise
-        data = load_training_data(cfg, split="train")
+        data = load_data(cfg, split="train")
         used_split = "train"
     images, labels = data.images, data.labels
     selection = "all"
@@ -193,19 +198,18 @@ def _protocol(settings: EvalSettings, metrics, extractors, reference, n_fake, bi
     return protocol
 
 
-def evaluate_run(run_dir: str | Path, settings: EvalSettings | None = None, evaluator: str | None = None,
-                 inception_weights: str | None = None, device: str = "auto", log=print) -> dict:
-    """Measure the newest checkpoint of a run. Returns the eval.json content (metrics + protocol)
+def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | None = None,
+                 inception_weights: str | None = None, log=print) -> dict:
+    """Measure a loaded run (genforge.load_run). Returns the eval.json content (metrics + protocol)
     plus, under '_images', what the report shows (not written to eval.json)."""
-    from ..run import load_run
-
     settings = settings or EvalSettings()
     start = time.perf_counter()
-    run = load_run(run_dir, device=device)
-    cfg, model = run.config, run.config.model
-    metrics = settings.metrics or default_metrics(run.family, bool(model.num_classes))
-    if "nll" in metrics and run.family != "vae":
-        raise GenforgeError(f"nll is a VAE metric and {model.name} is a {run.family}; drop nll from --metrics")
+    run_dir = run.run_dir
+    cfg, model, family = run.config, run.config.model, run.model_family
+    metrics = settings.metrics or default_metrics(family, bool(model.num_classes))
+    if "nll" in metrics and not family.likelihood:
+        raise GenforgeError(f"nll needs a model with a likelihood (a VAE) and {model.name} is a {run.family}; "
+                            "drop nll from --metrics")
     if "acc" in metrics and not model.num_classes:
         raise GenforgeError(f"class accuracy (acc) needs a class-conditional model and {model.name} is not one")
     extractors = None
@@ -213,7 +217,7 @@ def evaluate_run(run_dir: str | Path, settings: EvalSettings | None = None, eval
         extractors = make_extractors(cfg.data.name, model.image_size, model.channels, run.device, evaluator,
                                      inception_weights)
     real_images, _, reference = _reference(cfg, settings.reference_split, settings.n, settings.seed)
-    binarize = settings.binarize or ("dynamic" if cfg.vae.reconstruction == "bernoulli" else "none")
+    binarize = settings.binarize or default_binarization(cfg)
     if "kid" in metrics:  # fail before the slow part
         size = _kid_size(settings, len(real_images), settings.n)
         if min(len(real_images), settings.n) < size:
@@ -233,9 +237,8 @@ def evaluate_run(run_dir: str | Path, settings: EvalSettings | None = None, eval
     if "nll" in metrics:
         test_images, test_labels, nll_reference = _reference(cfg, "test", settings.nll_images, settings.seed)
         log(f"importance-sampled likelihood of {len(test_images)} {nll_reference['split']} images, K = {settings.nll_k}")
-        values = vae_likelihood(run.networks["vae"], test_images, cfg.vae.reconstruction,
-                                test_labels if model.num_classes else None, k=settings.nll_k, binarize=binarize,
-                                seed=settings.seed)
+        values = family.likelihood(run.networks, test_images, test_labels if model.num_classes else None, cfg,
+                                   k=settings.nll_k, binarize=binarize, seed=settings.seed)
         results.update({f"test_{k}": v for k, v in values.items()})
     protocol = _protocol(settings, metrics, extractors, reference, settings.n, binarize)
     if "nll" in metrics:
@@ -259,16 +262,14 @@ class TrainingEvaluator:
             self._setup(cfg, device)
 
     def _setup(self, cfg, device: torch.device) -> None:
-        from ..models import model_spec
-
         e = cfg.eval
         self.cfg, self.device = cfg, device
-        self.family = model_spec(cfg.model.name).family
+        self.family = family_of(cfg)
         metrics = parse_metrics(e.metrics) or tuple(m for m in default_metrics(self.family, bool(cfg.model.num_classes))
                                                     if m != "nll")
         self.settings = EvalSettings(n=e.n_samples, metrics=metrics, seed=e.seed, nll_k=e.nll_k,
                                      nll_images=e.n_samples)
-        if "nll" in metrics and self.family != "vae":
+        if "nll" in metrics and not self.family.likelihood:
             raise GenforgeError(f"eval.metrics has nll but {cfg.model.name} is not a VAE; drop nll")
         if "acc" in metrics and not cfg.model.num_classes:
             raise GenforgeError(f"eval.metrics has acc but {cfg.model.name} is not class-conditional; drop acc")
@@ -282,25 +283,16 @@ class TrainingEvaluator:
         self.test = _reference(cfg, "test", e.n_samples, e.seed) if "nll" in metrics else None
 
     @torch.no_grad()
-    def __call__(self, networks: dict[str, nn.Module], ema_generator: nn.Module | None) -> dict[str, float]:
-        from ..sampling import generate_gan, generate_vae, latent_batch, recalibrate_batchnorm
-
+    def __call__(self, networks: dict[str, nn.Module]) -> dict[str, float]:
+        """Numbers (eval_*) for samples of `networks`, the run's inference networks (averages swapped in)."""
         cfg, s = self.cfg, self.settings
         devices = [self.device] if self.device.type == "cuda" else []
         # The global RNGs are saved and restored: evaluating must not change the training run.
         with torch.random.fork_rng(devices=devices):
             labels = (torch.arange(s.n, device=self.device) % cfg.model.num_classes
                       if cfg.model.num_classes else None)
-            z = latent_batch(s.n, cfg.model.latent_dim, s.seed, self.device)
-            if self.family == "gan":
-                live = networks["generator"]
-                generator = recalibrate_batchnorm(ema_generator or live, cfg.model.latent_dim, self.device,
-                                                  num_classes=cfg.model.num_classes)
-                images = generate_gan(generator, z, labels).cpu()
-                live.train()
-            else:
-                images = generate_vae(networks["vae"], z, cfg.vae.reconstruction, labels).cpu()
-                networks["vae"].train()
+            request = SampleRequest(s.n, s.seed, Condition(labels=labels))
+            images = family_sample(self.family, networks, request, cfg).cpu()
             out = {}
             if self.extractors is not None:
                 values = feature_metrics(self.real_features, images, self.extractors, s, s.metrics,
@@ -308,9 +300,7 @@ class TrainingEvaluator:
                 out.update({f"eval_{k}": v for k, v in values.items()})
             if self.test is not None:
                 test_images, test_labels, _ = self.test
-                values = vae_likelihood(networks["vae"], test_images, cfg.vae.reconstruction,
-                                        test_labels if cfg.model.num_classes else None, k=s.nll_k,
-                                        binarize="dynamic" if cfg.vae.reconstruction == "bernoulli" else "none",
-                                        seed=s.seed)
+                values = self.family.likelihood(networks, test_images, test_labels if cfg.model.num_classes else None,
+                                                cfg, k=s.nll_k, binarize=default_binarization(cfg), seed=s.seed)
                 out.update({f"eval_test_{k}": v for k, v in values.items()})
         return out

@@ -120,7 +120,7 @@ def file_sha256(path: str | Path) -> str:
 
 def save_evaluator(evaluator: Evaluator, path: str | Path, width: int) -> str:
     """Write the evaluator atomically (temporary file + rename); returns the file's SHA-256."""
-    from ..training.checkpoint import atomic_write_bytes
+    from ..imageio import atomic_write_bytes
 
     payload = {"format": EVALUATOR_FORMAT, "state_dict": evaluator.network.state_dict(),
                "data": evaluator.data, "image_size": evaluator.image_size, "channels": evaluator.channels,
@@ -179,7 +179,7 @@ def train_evaluator(data: str, root: str | None = None, out: str | Path | None =
     Adam with a one-cycle learning-rate schedule; no augmentation. Deterministic on CPU for a seed.
     """
     from ..data import load_dataset
-    from ..training.loop import resolve_device
+    from ..runtime import resolve_device
 
     if epochs <= 0 or batch_size <= 0 or lr <= 0:
         raise GenforgeError(f"epochs, batch size and learning rate must be positive, got {epochs}, {batch_size}, {lr}")

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..sampling import make_grid, save_png, to_uint8
-from ..training.checkpoint import atomic_write_bytes
-from ..training.report import read_metrics
+from ..imageio import atomic_write_bytes, make_grid, save_png, to_uint8
+from ..rundir import read_metrics
 
 NEAREST_SAMPLES = 8
 
@@ -125,17 +124,18 @@ pre{{background:#f4f4f4;padding:1em;font-size:12px}}</style></head><body>
     return paths
 
 
-def evaluate_and_report(run_dir: str | Path, settings=None, evaluator: str | None = None,
-                        inception_weights: str | None = None, device: str = "auto", out: str | Path | None = None,
+def evaluate_and_report(run, settings=None, evaluator: str | None = None,
+                        inception_weights: str | None = None, out: str | Path | None = None,
                         log=print) -> tuple[dict, dict]:
-    """`genforge eval`: measure the run, then write eval.json and report.html into `out` (default RUN/eval).
+    """`genforge eval`: measure a loaded run (genforge.load_run), then write eval.json and
+    report.html into `out` (default RUN/eval).
 
     Nothing is written until every number has been computed, so a failure leaves no partial report.
     """
-    from ..training.loop import load_training_data, read_saved_config
+    from ..families.registry import load_data
     from .evaluate import evaluate_run
 
-    result = evaluate_run(run_dir, settings, evaluator, inception_weights, device, log)
-    training = load_training_data(read_saved_config(Path(run_dir))).images
-    paths = write_report(result, out or Path(run_dir) / "eval", run_dir, training)
+    result = evaluate_run(run, settings, evaluator, inception_weights, log)
+    training = load_data(run.config).images
+    paths = write_report(result, out or Path(run.run_dir) / "eval", run.run_dir, training)
     return result, paths

@@ -1,4 +1,4 @@
-"""Training: the one loop, the per-family steps, checkpoints, EMA and reporting."""
+"""Training: the one loop (its set-up, batches, optimisers), checkpoints, EMA and reporting."""
 
 from .loop import TrainResult, train
 

@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes
+from ..imageio import atomic_write_bytes
+from ..rundir import read_metrics  # noqa: F401
 
 try:
     from tqdm import tqdm
@@ -67,15 +68,3 @@ def truncate_metrics(path: Path, last_step: int) -> None:
         except json.JSONDecodeError:
             continue  # a line cut short by a kill
     atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not Path(path).is_file():
-        return []
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out

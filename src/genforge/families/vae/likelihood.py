@@ -21,10 +21,15 @@ import math
 import torch
 from torch import nn
 
-from ..errors import GenforgeError
-from ..losses import log_importance_weights, reconstruction_log_likelihood
+from ...errors import GenforgeError
+from ...losses import log_importance_weights, reconstruction_log_likelihood
 
 BINARIZATIONS = ("dynamic", "threshold", "none")
+
+
+def default_binarization(cfg) -> str:
+    """Test targets of the likelihood: dynamically binarised for Bernoulli decoders, grey levels otherwise."""
+    return "dynamic" if cfg.vae.reconstruction == "bernoulli" else "none"
 
 
 def binarize_images(images: torch.Tensor, mode: str, seed: int = 0) -> torch.Tensor:

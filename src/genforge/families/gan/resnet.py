@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ...config import ModelConfig
 from .dcgan import base_and_doublings
 from .layers import ClassHead, ConditionalBatchNorm2d, maybe_spectral_norm
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-from ..errors import GenforgeError
-from .vae_mlp import MIN_DECODER_LOGVAR, append_one_hot, check_latent_dim, reparameterize
+from ...config import ModelConfig
+from ...errors import GenforgeError
+from .mlp import MIN_DECODER_LOGVAR, append_one_hot, check_latent_dim, reparameterize
 
 
 class VAE(nn.Module):

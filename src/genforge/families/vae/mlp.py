@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
-from ..errors import GenforgeError
+from ...config import ModelConfig
+from ...errors import GenforgeError
 
 # Floor of a learned per-pixel decoder log-variance. MNIST's border pixels are always 0, so their
 # learned variance would shrink without bound and log p(x|z) grow without bound (a continuous

@@ -17,8 +17,8 @@ import math
 import torch
 from torch import nn
 
-from ..config import ModelConfig
-from ..errors import GenforgeError
+from ...config import ModelConfig
+from ...errors import GenforgeError
 from .layers import ClassHead, ConditionalBatchNorm2d, maybe_spectral_norm
 
 

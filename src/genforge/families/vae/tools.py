@@ -15,8 +15,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import GenforgeError
-from .sampling import generate_vae, save_grid
+from ...data import load_split
+from ...errors import GenforgeError
+from ...imageio import save_grid
+from .sample import generate_vae
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -189,12 +191,10 @@ def run_images(run, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n images (and labels) spread evenly over the run's dataset: its test split if it has one,
     else the training split. Evenly spaced indices (0, step, 2 step, ...) rather than the first n,
     so that a split stored class by class (the CIFAR-10 JPEG zip) still gives every class."""
-    from .training.loop import load_training_data
-
     try:
-        data = load_training_data(run.config, split="test")
+        data = load_split(run.config.data, "test")
     except GenforgeError:
-        data = load_training_data(run.config)
+        data = load_split(run.config.data)
     index = torch.arange(min(n, len(data.images))) * max(1, len(data.images) // n)
     labels = data.labels[index] if run.config.model.num_classes and data.labels is not None else None
     return data.images[index], labels

@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig, Pix2PixConfig
-from ..errors import GenforgeError
+from ...config import ModelConfig
+from .config import Pix2PixConfig
+from ...errors import GenforgeError
 
 MAX_DEPTH = 8  # 256x256 -> 1x1, the paper's encoder
 

@@ -1,0 +1,128 @@
+"""The family contract: what a model family gives the rest of genforge.
+
+A family is a frozen dataclass of functions (not a base class). The training loop, `Run`, the
+evaluation and the CLI call only these functions and never name a family, so a new family is one
+folder (networks, step, sampler, config section), one registry line and its presets.
+
+Signatures (cfg is the resolved RunConfig, nets a dict of named networks on one device):
+    step(nets, opts, batch, cfg, precision, state) -> {name: detached loss tensor}
+    sample(nets, request, cfg) -> images (N, C, H, W), floats in [0, 1], on the networks' device
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..conditioning import Condition
+from ..nn.latents import latent_batch, truncated_latent_batch
+
+Networks = dict[str, nn.Module]
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What to draw: n images from `seed` (or from explicit `latents`), under a condition."""
+
+    n: int
+    seed: int = 0
+    cond: Condition = field(default_factory=Condition)
+    latents: torch.Tensor | None = None
+    """Explicit latent vectors (n, latent_dim) for families that draw from noise (interpolation, decode)."""
+    truncation: float | None = None
+    """Draw latents from N(0, I) truncated to [-t, t] (BigGAN's trick); None draws the full Gaussian."""
+    targets: torch.Tensor | None = None
+    """Images shown beside the outputs in training previews (image-to-image families)."""
+
+    def noise(self, latent_dim: int, device: torch.device | str) -> torch.Tensor:
+        """The request's latents: the explicit ones, or n seeded (truncated) draws, the same on every device."""
+        if self.latents is not None:
+            return self.latents.to(device)
+        if self.truncation:
+            return truncated_latent_batch(self.n, latent_dim, self.seed, self.truncation, device)
+        return latent_batch(self.n, latent_dim, self.seed, device)
+
+
+class FamilyState:
+    """Training state a family keeps besides its networks and optimisers (an adaptive augmentation
+    probability, a running path-length mean); saved in every checkpoint, so resume stays exact."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def preview_from_noise(cfg, data, device: torch.device) -> SampleRequest:
+    """The default training preview: 64 images from the fixed seed train.seed + 1; conditional
+    models get one row of 8 per class, cycling through the classes."""
+    classes = cfg.model.num_classes
+    labels = torch.arange(64, device=device) // 8 % classes if classes else None
+    return SampleRequest(64, seed=cfg.train.seed + 1, cond=Condition(labels=labels))
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family behind the contract. Only `name`, `step` and `sample` are required."""
+
+    name: str
+    step: Callable[..., dict[str, torch.Tensor]]
+    """One optimisation step (see the module docstring); losses come back detached, on the device."""
+    sample: Callable[[Networks, SampleRequest, Any], torch.Tensor]
+    """The one way networks become images: snapshots, genforge eval, Run.sample, the CLI use it."""
+    section: str = ""
+    """Name of the family's config section (registered by its config module), or ''."""
+    from_noise: bool = True
+    """Samples are drawn from noise alone (Run.sample(n, seed)); False for image-to-image families,
+    whose requests carry cond.image."""
+    averaged: Callable[[Any], dict[str, float]] = lambda cfg: {}
+    """Networks that keep an exponential moving average, with its decay (0 or absent: none)."""
+    learning_rates: Callable[[Any], dict[str, float]] = lambda cfg: {}
+    """Learning rates that differ from train.lr, by network name."""
+    prepare_inference: Callable[[Networks, Any, torch.device], Networks] | None = None
+    """Called on the networks (averaged copies already swapped in) before sampling, e.g. to
+    re-estimate batch-norm statistics for averaged weights. Returns the networks to sample with."""
+    prepare_data: Callable[[Any, Any], Any] | None = None
+    """(dataset, cfg) -> dataset, applied to every split loaded for this family (e.g. splitting pairs)."""
+    check_config: Callable[[Any, "ModelSpec"], None] | None = None
+    """Refuse settings that cannot work together for this model (a GenforgeError)."""
+    preview_request: Callable[[Any, Any, torch.device], SampleRequest] = preview_from_noise
+    """(cfg, training data, device) -> the fixed request drawn for every training snapshot."""
+    preview: Callable[[Networks, SampleRequest, Any], tuple[torch.Tensor, int]] | None = None
+    """(nets, request, cfg) -> (grid images, images per row); default: sample(...) 8 per row."""
+    make_state: Callable[[Any], FamilyState] | None = None
+    """cfg -> the family's extra training state (see FamilyState); None when it has none."""
+    test_metrics: Callable[[Networks, Any, Any, torch.device], dict[str, float]] | None = None
+    """(nets, cfg, test split, device) -> numbers logged as test_* at the end of a finished run."""
+    describe_test: Callable[[dict[str, float]], str] = lambda values: ""
+    """One line for the terminal from test_metrics' numbers."""
+    likelihood: Callable[..., dict[str, float]] | None = None
+    """(nets, images, labels, cfg, k, binarize, seed) -> likelihood bounds in nats (the nll metric)."""
+    inference: tuple[str, ...] = ("generator",)
+    """The networks a trained model needs to make images (what exports hold)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: its family, how to build its networks and its defaults."""
+
+    family: Family
+    build: Callable[[Any], Networks]
+    """cfg (a RunConfig with model.image_size and model.channels resolved) -> named networks."""
+    latent_dim: int = 0
+    """Default latent size (0 for models without a latent)."""
+    width: int = 64
+    """Default base width."""
+    conditions: tuple[str, ...] = ()
+    """Condition kinds the model needs (conditioning.KINDS); the data must provide them."""
+    traits: frozenset[str] = frozenset()
+    """Facts a family's check_config reads, e.g. 'batchnorm-discriminator'."""
+
+    @property
+    def conditional(self) -> bool:
+        """Class-conditional: model.num_classes is taken from the data's labels."""
+        return "labels" in self.conditions

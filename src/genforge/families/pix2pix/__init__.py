@@ -1,0 +1,1 @@
+"""See family.py: this family behind the contract."""

@@ -1,0 +1,59 @@
+"""The VAE family behind the contract: an encoder to a Gaussian latent and a decoder, trained on
+the ELBO or the IWAE bound. Networks: mlp.py, conv.py; step: step.py; likelihood: likelihood.py;
+latent-space tools: tools.py."""
+
+from __future__ import annotations
+
+from ...data.transforms import center_crop
+from ..contract import Family, ModelSpec, SampleRequest
+from . import conv, mlp
+from .likelihood import vae_likelihood
+from .sample import generate_vae
+from .step import vae_step, vae_test_loss
+
+
+def sample(nets, request: SampleRequest, cfg):
+    vae = nets["vae"]
+    z = request.noise(cfg.model.latent_dim, next(vae.parameters()).device)
+    return generate_vae(vae, z, cfg.vae.reconstruction, request.cond.labels)
+
+
+def test_metrics(nets, cfg, test, device):
+    """Negative ELBO (and its two terms) on the test split, nats per image."""
+    images = center_crop(test.images, cfg.data.random_crop) if cfg.data.random_crop else test.images
+    labels = test.labels.to(device) if test.labels is not None and cfg.model.num_classes else None
+    return vae_test_loss(nets["vae"], images.to(device), cfg, labels=labels)
+
+
+def likelihood(nets, images, labels, cfg, k, binarize, seed):
+    return vae_likelihood(nets["vae"], images, cfg.vae.reconstruction, labels, k=k, binarize=binarize, seed=seed)
+
+
+VAE = Family(
+    name="vae",
+    section="vae",
+    step=vae_step,
+    sample=sample,
+    test_metrics=test_metrics,
+    describe_test=lambda v: (f"test negative ELBO {v['loss']:.2f} nats/image "
+                             f"(reconstruction {v['reconstruction']:.2f}, KL {v['kl']:.2f})"),
+    likelihood=likelihood,
+    inference=("vae",),
+)
+
+# Class-conditional VAEs (Sohn et al. 2015). beta-VAE and IWAE are objectives, not networks:
+# any VAE trains as one with --set vae.kl_weight=BETA or --set vae.objective=iwae.
+MODELS = {
+    "vae-mlp": ModelSpec(VAE, lambda cfg: mlp.build(cfg.model), 16, 512),
+    "vae-conv": ModelSpec(VAE, lambda cfg: conv.build(cfg.model), 16, 32),
+    "cvae-mlp": ModelSpec(VAE, lambda cfg: mlp.build(cfg.model), 16, 512, ("labels",)),
+    "cvae-conv": ModelSpec(VAE, lambda cfg: conv.build(cfg.model), 16, 32, ("labels",)),
+}
+
+# Names of VAE variants that are objectives or shorthands, not networks: the settings that give them.
+HINTS = {
+    "iwae": "iwae is an objective: use --model vae-mlp or vae-conv with --set vae.objective=iwae",
+    "beta-vae": "beta-vae is an objective: use --model vae-mlp or vae-conv with --set vae.kl_weight=BETA",
+    "vae": "choose the dense (--model vae-mlp) or the convolutional (--model vae-conv) VAE",
+    "cvae": "choose the dense (--model cvae-mlp) or the convolutional (--model cvae-conv) conditional VAE",
+}

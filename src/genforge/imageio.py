@@ -1,0 +1,117 @@
+"""Images in and out: uint8 <-> float conversions, grids, PNG and GIF files, and the one atomic
+writer every file genforge writes goes through. The ground floor: imports no family."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a unique temporary path beside `path`; on success it is fsync'ed and renamed over `path`
+    (and the folder fsync'ed), so a crash leaves the old file or the new one, never half of one.
+    On an error the temporary file is removed and `path` is untouched."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (see atomic_path)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1] (the range of a tanh generator)."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [0, 1] (Bernoulli means / Gaussian targets)."""
+    return images.float().div_(255.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats to uint8, or uint8 unchanged."""
+    if images.dtype == torch.uint8:
+        return images.cpu()
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """(N, C, H, W) images ([0, 1] floats or uint8) to one H x W x C uint8 array, nrow per row."""
+    images = to_uint8(images)
+    n, c, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = torch.full((c, rows * (h + padding) + padding, nrow * (w + padding) + padding), pad_value, dtype=torch.uint8)
+    for i in range(n):
+        r, k = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + k * (w + padding)
+        grid[:, top:top + h, left:left + w] = images[i]
+    return grid.permute(1, 2, 0).numpy()
+
+
+def save_png(array: np.ndarray, path: str | Path) -> Path:
+    """Save an H x W x C uint8 array as PNG (gray for one channel), creating parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode_array = array[..., 0] if array.shape[-1] == 1 else array
+    with atomic_path(path) as tmp:
+        Image.fromarray(mode_array).save(tmp, format="PNG")
+    return path
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    return save_png(make_grid(images, nrow), path)
+
+
+def save_separate(images: torch.Tensor, folder: str | Path, prefix: str = "sample") -> list[Path]:
+    """One PNG per image: folder/sample-00000.png, ..."""
+    images = to_uint8(images)
+    return [save_png(img.permute(1, 2, 0).numpy(), Path(folder) / f"{prefix}-{i:05d}.png") for i, img in enumerate(images)]
+
+
+def save_gif(images: torch.Tensor, path: str | Path, frame_ms: int = 120, scale: int = 1) -> Path:
+    """(N, C, H, W) frames ([0, 1] floats or uint8) as a looping animated GIF, each frame shown
+    frame_ms milliseconds, enlarged `scale` times (nearest neighbour)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for img in to_uint8(images):
+        array = img.permute(1, 2, 0).numpy()
+        frame = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+        if scale > 1:
+            frame = frame.resize((frame.width * scale, frame.height * scale), Image.NEAREST)
+        frames.append(frame)
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    return path

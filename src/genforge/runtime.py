@@ -1,0 +1,139 @@
+"""Where and how networks run: the device, mixed precision, channels-last memory format and
+torch.compile. The ground floor: imports no family and nothing above it."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import torch
+from torch import nn
+
+from .errors import GenforgeError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenforgeError("--device cuda was asked for but no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+    return torch.device(name)
+
+
+def uses_convolutions(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in net.modules())
+
+
+def to_channels_last(nets: dict[str, nn.Module], enabled: bool = True) -> bool:
+    """Put convolutional networks in channels-last (NHWC) memory format, in place.
+
+    oneDNN (CPU) and cuDNN (GPU) run convolutions natively in NHWC; with NCHW weights and inputs
+    every convolution reorders its operands first. Dense networks are left alone (the format is
+    meaningless for them). Returns True when any network was converted, i.e. when batches should
+    be channels-last too.
+    """
+    converted = False
+    for net in nets.values():
+        if enabled and uses_convolutions(net):
+            net.to(memory_format=torch.channels_last)
+            converted = True
+    return converted
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision context for the forward passes; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 arithmetic in hardware (AVX512-BF16 or AMX), from PyTorch's cpuinfo.
+
+    Without them oneDNN emulates bf16 and autocast is slower than fp32, so 'auto' stays fp32.
+    """
+    try:
+        flags = torch._C._cpu._get_cpu_capability()
+    except (AttributeError, RuntimeError):  # older or non-x86 builds: no flags, no claim
+        return False
+    return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+
+
+def resolve_precision(device: torch.device, precision: str, convolutional: bool = True) -> str:
+    """'auto' -> the fastest precision the device runs natively; other values are returned as given.
+
+    CUDA: bf16 where the GPU supports it (Ampere and newer), else fp16 with a gradient scaler.
+    CPU: bf16 for convolutional networks where cpu_has_native_bf16(), else fp32: the small dense
+    networks gained nothing measurable from bf16 on CPU (docs/performance.md), the casts eat the
+    gain. Anything else (mps, xpu, ...): fp32.
+    """
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    if device.type == "cpu" and convolutional and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+class Precision:
+    """Autocast plus, for fp16, one gradient scaler per optimiser (bf16 needs none).
+
+    `precision` may be 'auto'; the resolved value is in `self.precision`.
+    """
+
+    def __init__(self, device: torch.device, precision: str, names: list[str]):
+        precision = resolve_precision(device, precision)
+        self.device, self.precision = device, precision
+        enabled = precision == "fp16"
+        self.scalers = {n: torch.amp.GradScaler(device.type, enabled=enabled) for n in names}
+
+    def context(self):
+        return autocast(self.device, self.precision)
+
+    def backward_step(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        scaler = self.scalers[name]
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def state_dict(self) -> dict:
+        return {n: s.state_dict() for n, s in self.scalers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for n, s in self.scalers.items():
+            if n in state and state[n]:
+                s.load_state_dict(state[n])
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here (one short reason), or None when it can."""
+    try:
+        import torch._dynamo
+        if not torch._dynamo.is_dynamo_supported():
+            return f"not supported on Python {sys.version_info.major}.{sys.version_info.minor}"
+        if device.type == "cuda":
+            from torch.utils._triton import has_triton
+            if not has_triton():
+                return "Triton is not installed"
+        elif device.type == "cpu":
+            from torch._inductor.cpp_builder import get_cpp_compiler
+            get_cpp_compiler()  # raises when no C++ compiler is found
+    except Exception as exc:  # an import or toolchain failure: all mean "no compiler"
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:100] if str(exc).strip() else 'no detail'}"
+    return None
+
+
+def compile_networks(nets: dict[str, nn.Module], device: torch.device, log=print) -> dict[str, nn.Module]:
+    """torch.compile'd wrappers for the step function, or `nets` unchanged (and one log line) when
+    the compiler is unavailable.
+
+    The wrappers share parameters and buffers with `nets`, so the loop keeps checkpointing, EMA
+    and sampling the plain modules (whose state-dict keys and deep copies stay those of eager mode).
+    """
+    reason = compile_unavailable(device)
+    if reason:
+        log(f"torch.compile is unavailable ({reason}); training in eager mode")
+        return nets
+    return {name: torch.compile(net) for name, net in nets.items()}

@@ -1,0 +1,68 @@
+"""Training batches: a function of (seed, step) alone, so resuming needs no sampler state."""
+
+from __future__ import annotations
+
+import torch
+
+from ..conditioning import Batch, Condition
+from ..data import ImageDataset
+from ..data.transforms import random_crop_flip
+from ..errors import GenforgeError
+
+
+class BatchSampler:
+    """The batch for step s is a function of (seed, s) alone: each epoch is a fresh permutation
+    seeded by (seed, epoch), drop-last. So resuming at step s needs no sampler state.
+    Optional augmentation (random crop, horizontal flip) is drawn from a generator seeded by
+    (seed, step) alone, for the same reason."""
+
+    def __init__(self, data: ImageDataset, batch_size: int, seed: int, device: torch.device,
+                 random_crop: int = 0, hflip: bool = False, channels_last: bool = False):
+        if batch_size > len(data):
+            raise GenforgeError(f"batch size {batch_size} is larger than the dataset ({len(data)} images); "
+                                f"use --batch-size {len(data)} or less")
+        self.images = data.images.to(device)  # uint8 on the device, converted per batch
+        self.labels = data.labels.to(device) if data.labels is not None else None
+        self.targets = data.targets.to(device) if data.targets is not None else None
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.channels_last = channels_last
+        self.per_epoch = len(data) // batch_size
+        self._epoch, self._order = -1, None
+        self.random_crop, self.hflip = random_crop, hflip
+
+    def __call__(self, step: int) -> Batch:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = torch.randperm(len(self.images), generator=g).to(self.device)
+            self._epoch = epoch
+        idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self._gather(idx, step)
+
+    def extra(self, step: int, k: int) -> Batch:
+        """The k-th additional batch of step s (k >= 1), for steps that need more than one (e.g.
+        gan.d_steps): distinct images drawn with a generator seeded by (seed, step, k) alone."""
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + k)
+        idx = torch.randperm(len(self.images), generator=g)[:self.batch_size].to(self.device)
+        return self._gather(idx, step, k)
+
+    def _gather(self, idx: torch.Tensor, step: int, k: int = 0) -> Batch:
+        labels = self.labels.index_select(0, idx) if self.labels is not None else None
+        images = self.images.index_select(0, idx)
+        targets = self.targets.index_select(0, idx) if self.targets is not None else None
+        if self.random_crop or self.hflip:
+            seed = (self.seed * 1_000_003 + step) * 2 + 1  # a function of (seed, step, k) only
+            g = torch.Generator().manual_seed(seed if k == 0 else seed * 1_009 + k)
+            size = self.random_crop or images.shape[-1]
+            if targets is None:
+                images = random_crop_flip(images, size, self.hflip, g)
+            else:  # paired data: one crop and flip for both sides
+                both = random_crop_flip(torch.cat([images, targets], 1), size, self.hflip, g)
+                images, targets = both[:, :images.shape[1]], both[:, images.shape[1]:]
+        if self.channels_last:  # reorder the uint8 batch (1 byte a pixel); to_signed/to_unit keep the format
+            images = images.contiguous(memory_format=torch.channels_last)
+            targets = targets.contiguous(memory_format=torch.channels_last) if targets is not None else None
+        extra = lambda j: self.extra(step, j)  # noqa: E731
+        if targets is not None:  # paired data: learn to generate the target given the source image
+            return Batch(targets, Condition(labels=labels, image=images), step, extra)
+        return Batch(images, Condition(labels=labels), step, extra)

@@ -1,0 +1,28 @@
+"""Optimisers: Adam (fused) or plain gradient descent, one per network."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..families.registry import model_spec
+
+
+def make_optimizer(cfg: RunConfig, params, lr: float) -> torch.optim.Optimizer:
+    t = cfg.train
+    params = list(params)
+    if t.optimizer == "adam":
+        # fused=True (CPU and CUDA): the whole update in one pass over each tensor, measured 6% faster
+        # per step than foreach on vae-conv (CPU, bf16; docs/performance.md). foreach elsewhere.
+        if params and all(p.device.type in ("cpu", "cuda") for p in params):
+            return torch.optim.Adam(params, lr=lr, betas=t.betas, fused=True)
+        return torch.optim.Adam(params, lr=lr, betas=t.betas, foreach=True)
+    # foreach=True: one kernel launch per parameter group instead of one per tensor.
+    return torch.optim.SGD(params, lr=lr, momentum=t.momentum, foreach=True)
+
+
+def make_optimizers(cfg: RunConfig, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per network, at train.lr unless the model's family sets another rate for it."""
+    lr = model_spec(cfg.model.name).family.learning_rates(cfg)
+    return {name: make_optimizer(cfg, net.parameters(), lr.get(name, cfg.train.lr)) for name, net in nets.items()}

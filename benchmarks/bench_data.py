@@ -13,7 +13,6 @@ Timings on a shared machine are noisy: compare the rows of one run with each oth
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import tempfile
@@ -25,11 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genforge.config import resolve_config
+from genforge.conditioning import Batch
 from genforge.data import load_dataset
-from genforge.models import build_networks
-from genforge.training.loop import BatchSampler, make_optimizers
-from genforge.training.steps import STEPS, Batch, Precision
+from genforge.families.registry import build_networks, model_spec, resolve_config
+from genforge.runtime import Precision
+from genforge.training.batches import BatchSampler
+from genforge.training.optim import make_optimizers
 
 
 def subset_zip(source: Path, n: int, out: Path, seed: int = 0) -> list[str]:
@@ -71,14 +71,16 @@ def sampler_epoch(data, batch_size: int, hflip: bool = False, repeats: int = 3) 
 def dcgan_rate(batch_size: int, steps: int, width: int) -> float:
     cfg = resolve_config(overrides=[{"model": {"name": "dcgan", "width": width, "latent_dim": 100, "image_size": 32,
                                                "channels": 3}, "train": {"batch_size": batch_size}}])
-    nets = build_networks(cfg.model)
+    family = model_spec(cfg.model.name).family
+    nets = build_networks(cfg)
     opts = make_optimizers(cfg, nets)
     precision = Precision(torch.device("cpu"), "fp32", list(nets))
+    state = family.make_state(cfg) if family.make_state is not None else None
     images = torch.randint(0, 256, (batch_size * 2, 3, 32, 32), dtype=torch.uint8)
-    STEPS["gan"](nets, opts, Batch(images[:batch_size]), cfg, precision)  # warm-up
+    family.step(nets, opts, Batch(images[:batch_size]), cfg, precision, state)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        STEPS["gan"](nets, opts, Batch(images[:batch_size]), cfg, precision)
+        family.step(nets, opts, Batch(images[:batch_size]), cfg, precision, state)
     return steps * batch_size / (time.perf_counter() - start)
 
 

@@ -4,11 +4,12 @@ The baseline trains genforge's own networks (same architecture, same initialisat
 official PyTorch examples do (pytorch/examples dcgan/main.py and vae/main.py): float32, NCHW,
 Sigmoid + BCELoss for the GAN discriminator, ``loss.item()`` every step, Adam with its defaults,
 and a torch DataLoader (batch_size, shuffle) over a TensorDataset of per-image float tensors.
-genforge's side runs the pieces of genforge.training.train() that execute every step -- the
-BatchSampler (uint8 data on the device), the step function, the on-device loss sums read every
-log_every steps and, for GANs, the EMA update -- with the fast path that train() sets up
-(precision 'auto', channels-last). One-off start-up (imports, data loading, model building,
-warm-up steps, compilation) is excluded from both sides.
+genforge's side is set up by the function train() uses, genforge.training.loop.setup (data,
+networks, precision 'auto', channels-last, optimisers, averages, family state; its config.yaml goes
+to a temporary run directory), and runs the pieces of train() that execute every step -- the
+BatchSampler (uint8 data on the device), the family's step, the on-device loss sums read every
+log_every steps and the EMA updates of the networks the family averages. One-off start-up
+(imports, data loading, model building, warm-up steps, compilation) is excluded from both sides.
 
 Each measurement runs in a fresh process (so peak memory belongs to one case alone); baseline and
 genforge alternate, and the table gives medians and the median of the paired ratios.
@@ -33,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (format_table, machine_description, measure_peak, median, peak_rss_mb,  # noqa: E402
-                    run_in_fresh_process, synchronize)
+from common import format_table, machine_description, measure_peak, median, peak_rss_mb, run_in_fresh_process, synchronize  # noqa: E402
 
 # name -> what to run. 'target' is the speed-up over the baseline that issue 8 asks for.
 CASES: dict[str, dict] = {
@@ -73,7 +73,7 @@ def _loader(images: torch.Tensor, batch_size: int):
 
 def baseline_gan(case: dict, data, device: torch.device):
     """pytorch/examples dcgan/main.py's step on genforge's DCGAN networks (+ Sigmoid, BCELoss)."""
-    from genforge.models.dcgan import Discriminator, Generator
+    from genforge.families.gan.dcgan import Discriminator, Generator
     latent_dim = 100
     generator = Generator(latent_dim, case["channels"], case["size"], 64).to(device)
     discriminator = nn.Sequential(Discriminator(case["channels"], case["size"], 64), nn.Sigmoid()).to(device)
@@ -115,8 +115,8 @@ def baseline_gan(case: dict, data, device: torch.device):
 
 def baseline_vae(case: dict, data, device: torch.device):
     """pytorch/examples vae/main.py's step on genforge's VAE (sigmoid + summed BCE + KLD)."""
-    from genforge.models.vae_conv import VAE as ConvVAE
-    from genforge.models.vae_mlp import VAE as DenseVAE
+    from genforge.families.vae.conv import VAE as ConvVAE
+    from genforge.families.vae.mlp import VAE as DenseVAE
     shape = (case["channels"], case["size"], case["size"])
     vae = (DenseVAE(16, shape, 512) if case["model"] == "vae-mlp" else ConvVAE(16, case["channels"], case["size"], 32))
     vae = vae.to(device)
@@ -144,7 +144,8 @@ def baseline_vae(case: dict, data, device: torch.device):
 # ---- genforge ---------------------------------------------------------------------------------
 
 def genforge_config(case: dict, side: str, device: str):
-    from genforge.config import resolve_config
+    """The run configuration of a case: the model on mnist-5k at the case's size and channels."""
+    from genforge.families.registry import resolve_config
     train = {"batch_size": case.get("batch", 64), "device": device, "log_every": LOG_EVERY}
     if side == "genforge-fp32":
         train["precision"] = "fp32"
@@ -153,53 +154,44 @@ def genforge_config(case: dict, side: str, device: str):
     if side == "genforge-compile":
         train["compile"] = True
     width = {"dcgan": 64, "vae-mlp": 512, "vae-conv": 32}[case["model"]]
-    return resolve_config(overrides=[{"model": {"name": case["model"], "width": width, "latent_dim": 100 if case["model"] == "dcgan" else 16},
-                                      "train": train}])
+    data = {"name": "mnist-5k", "image_size": case["size"] if case["size"] != 28 else 0,
+            "channels": case["channels"] if case["channels"] != 1 else 0}
+    model = {"name": case["model"], "width": width, "latent_dim": 100 if case["model"] == "dcgan" else 16}
+    return resolve_config(overrides=[{"model": model, "data": data, "train": train}])
 
 
-def genforge_train(case: dict, side: str, data, device: torch.device):
-    """The per-step work of genforge.training.train(), set up the way train() sets it up."""
-    from genforge.models import build_networks, model_spec
-    from genforge.training.ema import EMA
-    from genforge.training.loop import (BatchSampler, compile_networks, make_optimizers, resolve_model,
-                                        resolve_run_precision, to_channels_last)
-    from genforge.training.steps import STEPS, Precision
+def genforge_train(case: dict, side: str, device: torch.device):
+    """The per-step work of genforge.training.train(), set up by train()'s own set-up function."""
+    from genforge.training.loop import setup
 
-    cfg = resolve_model(genforge_config(case, side, str(device)), data)
-    t = cfg.train
-    family = model_spec(cfg.model.name).family
-    torch.manual_seed(0)
-    nets = {name: net.to(device) for name, net in build_networks(cfg.model).items()}
-    cfg = resolve_run_precision(cfg, device, nets)
-    t = cfg.train
-    channels_last = to_channels_last(nets, t.channels_last)
-    sampler = BatchSampler(data, t.batch_size, t.seed, device, channels_last=channels_last)
-    opts = make_optimizers(cfg, nets)
+    run_dir = tempfile.TemporaryDirectory(prefix="bench-train-")  # setup writes config.yaml there
+    tr = setup(genforge_config(case, side, str(device)), run_dir.name, log=lambda m: print(m, file=sys.stderr))
+    opts = tr.opts
     if side == "genforge-foreach":  # the optimiser genforge used before fused Adam, for comparison
         opts = {n: torch.optim.Adam(o.param_groups[0]["params"], lr=o.defaults["lr"], betas=o.defaults["betas"],
                                     foreach=True) for n, o in opts.items()}
-    precision = Precision(device, t.precision, list(nets))
-    ema = EMA(nets["generator"], cfg.gan.ema_decay) if family == "gan" and cfg.gan.ema_decay > 0 else None
-    step_nets = compile_networks(nets, device, lambda m: print(m, file=sys.stderr)) if t.compile else nets
-    step_fn = STEPS[family]
+    log_every = tr.cfg.train.log_every
     sums: dict[str, torch.Tensor] = {}
     counter = {"step": 0}
+    for net in tr.nets.values():
+        net.train()
 
     def step(nets_for_step=None) -> int:
         s = counter["step"]
-        losses = step_fn(nets_for_step or step_nets, opts, sampler(s), cfg, precision)
+        losses = tr.family.step(nets_for_step or tr.step_nets, opts, tr.sampler(s), tr.cfg, tr.precision, tr.state)
         for k, v in losses.items():
             sums[k] = sums[k] + v if k in sums else v.clone()
-        if ema is not None:
-            ema.update(nets["generator"])
+        for name, ema in tr.averaged.items():
+            ema.update(tr.nets[name])
         counter["step"] = s + 1
-        if counter["step"] % t.log_every == 0:  # the loop's report: the one host synchronisation
-            _values = {k: (v / t.log_every).item() for k, v in sums.items()}
+        if counter["step"] % log_every == 0:  # the loop's report: the one host synchronisation
+            _values = {k: (v / log_every).item() for k, v in sums.items()}
             sums.clear()
-        return t.batch_size
+        return tr.cfg.train.batch_size
 
-    step.eager = lambda: step(nets)  # for counting FLOPs (the counter does not see compiled code)
-    step.precision = precision.precision
+    step.eager = lambda: step(tr.nets)  # for counting FLOPs (the counter does not see compiled code)
+    step.precision = tr.precision.precision
+    step.run_dir = run_dir  # removed when the step function goes
     return step
 
 
@@ -234,12 +226,11 @@ def time_steps(step, device: torch.device, seconds: float, min_steps: int = 5) -
 
 
 def worker_train(case: dict, side: str, device: torch.device, seconds: float) -> dict:
-    data = load_case_data(case)
     if side == "baseline":
-        step = (baseline_gan if case["model"] == "dcgan" else baseline_vae)(case, data, device)
+        step = (baseline_gan if case["model"] == "dcgan" else baseline_vae)(case, load_case_data(case), device)
         flops_step, precision = count_flops(step), "fp32"
     else:
-        step = genforge_train(case, side, data, device)
+        step = genforge_train(case, side, device)
         flops_step, precision = count_flops(step.eager), step.precision
     rate, steps = time_steps(step, device, seconds)
     return {"images_per_s": rate, "steps": steps, "flops_per_image": flops_step / case["batch"],
@@ -248,10 +239,10 @@ def worker_train(case: dict, side: str, device: torch.device, seconds: float) ->
 
 def worker_sample(case: dict, side: str, device: torch.device, seconds: float) -> dict:
     """Sampling n images from a DCGAN generator: the example's loop vs genforge's Run.sample."""
-    from genforge.models.dcgan import Generator
+    from genforge.families.gan.dcgan import Generator
+    from genforge.families.registry import model_spec
     from genforge.run import Run
-    from genforge.training.loop import to_channels_last
-    from genforge.training.steps import autocast
+    from genforge.runtime import autocast, to_channels_last
 
     n, latent_dim = case["n"], 100
     torch.manual_seed(0)
@@ -265,7 +256,7 @@ def worker_sample(case: dict, side: str, device: torch.device, seconds: float) -
             return torch.cat(out)
     else:
         cfg = genforge_config(case, "genforge", str(device))
-        run = Run(Path("."), cfg, "gan", 0, {"generator": generator}, device)
+        run = Run(Path("."), cfg, model_spec(case["model"]).family, 0, {"generator": generator}, device)
         if side == "genforge-bf16":
             to_channels_last({"generator": generator})
             precision = "bf16"
@@ -296,11 +287,10 @@ def run_profile(args) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    data = load_case_data(case)
     if side == "baseline":
-        step = (baseline_gan if case["model"] == "dcgan" else baseline_vae)(case, data, device)
+        step = (baseline_gan if case["model"] == "dcgan" else baseline_vae)(case, load_case_data(case), device)
     else:
-        step = genforge_train(case, side, data, device)
+        step = genforge_train(case, side, device)
     for _ in range(WARMUP_STEPS):
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -333,7 +323,8 @@ def worker(args) -> None:
 
 def run_suite(args) -> dict:
     script = Path(__file__).resolve()
-    common = ["--device", args.device, "--seconds", str(args.seconds)] + (["--threads", str(args.threads)] if args.threads else [])
+    common = ["--device", args.device, "--seconds", str(args.seconds)]
+    common += ["--threads", str(args.threads)] if args.threads else []
     cases = args.cases.split(",") if args.cases else list(CASES)
     sides = args.sides.split(",")
     for name in cases:
@@ -459,8 +450,8 @@ def fid(features: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> float:
 
 def run_quality(args) -> str:
     """Train the DCGAN on MNIST with the same steps and seeds in fp32 and in the fast path; FID each."""
-    from genforge.config import resolve_config
     from genforge.data import load_dataset
+    from genforge.families.registry import resolve_config
     from genforge.run import load_run
     from genforge.training import train
 

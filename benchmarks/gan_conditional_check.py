@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.gan.test_gan_conditional_quality import digit_classifier  # noqa: E402
-
 from genforge.config import resolve_config  # noqa: E402
 from genforge.run import load_run  # noqa: E402
 from genforge.training import train  # noqa: E402
+from tests.families.gan.test_gan_conditional_quality import digit_classifier  # noqa: E402
 
 
 def main() -> None:

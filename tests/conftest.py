@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from genforge.config import resolve_config
+from genforge.families.registry import resolve_config  # the config checked by the model's family, as train() does
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,6 +34,15 @@ def tiny_config(name: str = "dcgan", steps: int = 20, **sections):
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
     return resolve_config(overrides=[base])
+
+
+def build_model_networks(model_cfg, **sections):
+    """The named networks of a resolved ModelConfig (the old build_networks(model_cfg) signature), built
+    through the registry from a RunConfig holding it; `sections` are other RunConfig sections."""
+    from genforge.config import RunConfig
+    from genforge.families.registry import build_networks
+
+    return build_networks(RunConfig(model=model_cfg, **sections))
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def test_gan_sampling_uses_ema_generator(tmp_path):
     genforge.train(cfg, tmp_path / "gan", quiet=True)
     run = genforge.load_run(tmp_path / "gan")
     payload = torch.load(sorted((tmp_path / "gan" / "checkpoints").iterdir())[-1], weights_only=True)
-    live, averaged = payload["networks"]["generator"], payload["ema"]["model"]
+    live, averaged = payload["networks"]["generator"], payload["ema"]["generator"]["model"]
     key = next(k for k in live if k.endswith("weight"))
     assert not torch.equal(live[key], averaged[key])
     assert torch.equal(run.generator.state_dict()[key], averaged[key])

@@ -11,14 +11,16 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import tiny_config
-from genforge.config import resolve_config
+from genforge import runtime
 from genforge.errors import GenforgeError
-from genforge.models import build_networks
-from genforge.training import loop, steps, train
+from genforge.families.registry import FAMILIES, build_networks, resolve_config, resolve_model
+from genforge.imageio import to_signed
+from genforge.runtime import Precision, resolve_precision, to_channels_last
+from genforge.training import train
+from genforge.training.batches import BatchSampler
 from genforge.training.checkpoint import list_checkpoints, load_checkpoint
-from genforge.training.loop import BatchSampler, make_optimizers, resolve_model, to_channels_last
-from genforge.training.steps import STEPS, Precision, resolve_precision
+from genforge.training.optim import make_optimizers
+from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
 
@@ -59,9 +61,9 @@ def test_auto_elsewhere_is_fp32():
 
 
 def test_precision_object_resolves_auto(monkeypatch):
-    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
     assert Precision(CPU, "auto", ["vae"]).precision == "fp32"
-    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert Precision(CPU, "auto", ["vae"]).precision == "bf16"
 
 
@@ -75,7 +77,7 @@ def test_config_checks_precision_and_switches():
 
 
 def test_auto_keeps_dense_networks_in_fp32_on_cpu(monkeypatch):
-    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision(CPU, "auto", convolutional=False) == "fp32"
     assert resolve_precision(CPU, "auto", convolutional=True) == "bf16"
     assert resolve_precision(CPU, "bf16", convolutional=False) == "bf16"  # asked for explicitly
@@ -83,7 +85,7 @@ def test_auto_keeps_dense_networks_in_fp32_on_cpu(monkeypatch):
 
 @pytest.mark.parametrize("model, expected", [("vae-conv", "bf16"), ("vae-mlp", "fp32")])
 def test_saved_config_records_resolved_precision_and_resume_accepts_auto(tmp_path, monkeypatch, model, expected):
-    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
     run_dir = tmp_path / "run"
     train(tiny_config(model, 4, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -96,7 +98,7 @@ def test_saved_config_records_resolved_precision_and_resume_accepts_auto(tmp_pat
 def test_resume_with_auto_keeps_the_saved_precision(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     train(tiny_config("vae-conv", 2, train={"precision": "fp32", "checkpoint_every": 2}), run_dir, quiet=True)
-    monkeypatch.setattr(steps, "cpu_has_native_bf16", lambda: True)  # 'auto' alone would now give bf16
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)  # 'auto' alone would now give bf16
     result = train(tiny_config("vae-conv", 4, train={"precision": "auto", "checkpoint_every": 2}), run_dir, quiet=True)
     assert result.step == 4
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["precision"] == "fp32"
@@ -109,7 +111,7 @@ def _setup(model: str, precision: str, channels_last: bool, batch_size: int = 8)
     data = load_dataset("mnist-5k")
     cfg = resolve_model(tiny_config(model, 2, train={"precision": precision, "batch_size": batch_size}), data)
     torch.manual_seed(0)
-    nets = build_networks(cfg.model)
+    nets = build_networks(cfg)
     converted = to_channels_last(nets, channels_last)
     sampler = BatchSampler(data, batch_size, 0, CPU, channels_last=converted)
     return cfg, nets, make_optimizers(cfg, nets), Precision(CPU, precision, list(nets)), sampler, converted
@@ -131,7 +133,7 @@ def test_sampler_gives_channels_last_uint8_batches():
     batch = sampler(0)
     assert batch.images.dtype == torch.uint8
     assert batch.images.is_contiguous(memory_format=torch.channels_last)
-    assert steps.to_signed(batch.images).is_contiguous(memory_format=torch.channels_last)
+    assert to_signed(batch.images).is_contiguous(memory_format=torch.channels_last)
     # Same images as the NCHW sampler, only laid out differently.
     *_, plain, _ = _setup("dcgan", "fp32", False)
     assert torch.equal(plain(0).images, batch.images)
@@ -142,7 +144,7 @@ def test_channels_last_bf16_step_runs_and_changes_parameters(model):
     cfg, nets, opts, precision, sampler, _ = _setup(model, "bf16", True)
     before = {n: copy.deepcopy(net.state_dict()) for n, net in nets.items()}
     family = "gan" if model == "dcgan" else "vae"
-    losses = STEPS[family](nets, opts, sampler(0), cfg, precision)
+    losses = FAMILIES[family].step(nets, opts, sampler(0), cfg, precision)
     assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in losses.values())
     for name, net in nets.items():
         after = net.state_dict()
@@ -157,7 +159,7 @@ def test_channels_last_matches_nchw_in_fp32():
     for channels_last in (False, True):
         cfg, nets, opts, precision, sampler, _ = _setup("dcgan", "fp32", channels_last)
         torch.manual_seed(1)
-        STEPS["gan"](nets, opts, sampler(0), cfg, precision)
+        FAMILIES["gan"].step(nets, opts, sampler(0), cfg, precision)
         results.append(torch.cat([p.detach().flatten() for p in nets["generator"].parameters()]))
     torch.testing.assert_close(results[0], results[1], rtol=1e-4, atol=1e-5)
 
@@ -165,15 +167,15 @@ def test_channels_last_matches_nchw_in_fp32():
 # ---- compile ---------------------------------------------------------------------------------
 
 def test_compile_fallback_logs_one_line_and_keeps_networks(monkeypatch):
-    monkeypatch.setattr(loop, "compile_unavailable", lambda device: "no C++ compiler")
+    monkeypatch.setattr(runtime, "compile_unavailable", lambda device: "no C++ compiler")
     messages = []
     nets = {"vae": torch.nn.Linear(2, 2)}
-    assert loop.compile_networks(nets, CPU, messages.append) is nets
+    assert runtime.compile_networks(nets, CPU, messages.append) is nets
     assert messages == ["torch.compile is unavailable (no C++ compiler); training in eager mode"]
 
 
 def test_training_with_compile_falls_back_cleanly(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(loop, "compile_unavailable", lambda device: "no C++ compiler")
+    monkeypatch.setattr(runtime, "compile_unavailable", lambda device: "no C++ compiler")
     cfg = tiny_config("vae-mlp", 3, train={"compile": True, "log_every": 3})
     result = train(cfg, tmp_path / "run", quiet=False)
     assert result.step == 3
@@ -187,14 +189,14 @@ def test_compile_unavailable_reports_a_missing_compiler(monkeypatch):
     def missing():
         raise RuntimeError("Failed to find C compiler")
     monkeypatch.setattr(builder, "get_cpp_compiler", missing)
-    assert "Failed to find C compiler" in loop.compile_unavailable(CPU)
+    assert "Failed to find C compiler" in runtime.compile_unavailable(CPU)
 
 
 def test_compiled_wrappers_share_parameters_with_the_networks():
-    if loop.compile_unavailable(CPU):
+    if runtime.compile_unavailable(CPU):
         pytest.skip("torch.compile is unavailable here")
     nets = {"vae": torch.nn.Linear(2, 2)}
-    wrapped = loop.compile_networks(nets, CPU, print)
+    wrapped = runtime.compile_networks(nets, CPU, print)
     assert wrapped["vae"] is not nets["vae"]
     assert all(a is b for a, b in zip(wrapped["vae"].parameters(), nets["vae"].parameters()))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -11,11 +13,10 @@ import torch.nn.functional as F
 
 from genforge.data import load_dataset
 from genforge.errors import GenforgeError
+from genforge.families import registry
 from genforge.training import checkpoint as ckpt
-from genforge.training import steps as steps_module
 from genforge.training import train
-from genforge.training.loop import BatchSampler
-
+from genforge.training.batches import BatchSampler
 from tests.conftest import tiny_config
 
 
@@ -69,8 +70,11 @@ def assert_same_state(a, b):
             else:
                 assert va == vb, key
     if a.get("ema"):
-        for key, value in a["ema"]["model"].items():
-            assert torch.equal(value, b["ema"]["model"][key]), key
+        assert a["ema"].keys() == b["ema"].keys()
+        for name, average in a["ema"].items():
+            assert average["num_updates"] == b["ema"][name]["num_updates"], name
+            for key, value in average["model"].items():
+                assert torch.equal(value, b["ema"][name]["model"][key]), f"{name}/{key}"
 
 
 def flatten(tree, prefix=""):
@@ -170,7 +174,8 @@ def test_rng_state_round_trip(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    real_step = steps_module.STEPS["vae"]
+    spec = registry.model_spec("vae-mlp")
+    real_step = spec.family.step
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -180,8 +185,61 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setitem(steps_module.STEPS, "vae", poisoned)
+    # The loop calls the step of the model's family (registry.model_spec(name).family.step); a
+    # Family is frozen, so the registry's entry is swapped for a copy with the poisoned step.
+    family = dataclasses.replace(spec.family, step=poisoned)
+    monkeypatch.setitem(registry.MODELS, "vae-mlp", dataclasses.replace(spec, family=family))
     with pytest.raises(GenforgeError, match="NaN or infinite.*step 20.*kept"):
         train(tiny_config("vae-mlp", steps=60), tmp_path / "run", quiet=True)
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run")] == [10, 20]
     ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1][1])
+
+
+def test_checkpoint_with_the_older_single_average_still_loads(tmp_path):
+    """Checkpoints written before the family contract hold one unnamed average ({"model", "num_updates"});
+    sampling and resuming still use it as the generator's (genforge.rundir.averaged_states)."""
+    train(tiny_config("dcgan", steps=20), tmp_path / "full", quiet=True)
+    run_dir = tmp_path / "old"
+    train(tiny_config("dcgan", steps=10), run_dir, quiet=True)
+    path = ckpt.list_checkpoints(run_dir)[-1][1]
+    payload = ckpt.load_checkpoint(path)
+    average = payload["ema"]["generator"]
+    ckpt.save_checkpoint(path, {**payload, "ema": average})  # the older format
+    assert set(ckpt.load_checkpoint(path)["ema"]) == {"model", "num_updates"}
+
+    from genforge.run import load_run
+
+    run = load_run(run_dir)
+    key = next(k for k in average["model"] if k.endswith("weight"))
+    assert not torch.equal(payload["networks"]["generator"][key], average["model"][key])
+    assert torch.equal(run.generator.state_dict()[key], average["model"][key])  # samples from the average
+    train(tiny_config("dcgan", steps=20), run_dir, quiet=True)  # resumes from it ...
+    assert_same_state(final_state(tmp_path / "full"), final_state(run_dir))  # ... exactly
+
+
+def test_a_signal_during_a_snapshot_still_leaves_a_checkpoint_where_it_stopped(tmp_path, monkeypatch):
+    """SIGTERM arriving while step 3's snapshot is drawn (after the loop decided whether to checkpoint
+    step 3): the run must still stop at a step it has a checkpoint for, as its message says."""
+    from genforge.training import loop
+
+    flags = []
+
+    class RecordedFlag(loop._StopFlag):
+        def __enter__(self):
+            flags.append(self)
+            return super().__enter__()
+
+    real_snapshot = loop.snapshot
+
+    def snapshot(tr):
+        out = real_snapshot(tr)
+        if tr.step == 3:
+            flags[0]._handle(signal.SIGTERM, None)  # what the signal handler does, without a real signal
+        return out
+
+    monkeypatch.setattr(loop, "_StopFlag", RecordedFlag)
+    monkeypatch.setattr(loop, "snapshot", snapshot)
+    cfg = tiny_config("vae-mlp", steps=50, train={"sample_every": 3, "checkpoint_every": 10})
+    result = train(cfg, tmp_path / "run", quiet=True)
+    assert result.stopped_by_signal == "SIGTERM" and result.step < 10
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run")][-1:] == [result.step]

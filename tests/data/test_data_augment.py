@@ -6,7 +6,7 @@ import torch
 
 from genforge.data.base import ImageDataset
 from genforge.data.transforms import center_crop, random_crop_flip
-from genforge.training.loop import BatchSampler
+from genforge.training.batches import BatchSampler
 
 
 def test_crop_flip_takes_windows_of_the_original():
@@ -15,8 +15,8 @@ def test_crop_flip_takes_windows_of_the_original():
     assert out.shape == (16, 3, 6, 6)
     flips = 0
     for img, crop in zip(images, out):
-        windows = {(t, l, f) for t in range(5) for l in range(5) for f in (False, True)
-                   if torch.equal(crop, (img[:, t:t + 6, l:l + 6].flip(-1) if f else img[:, t:t + 6, l:l + 6]))}
+        windows = {(t, left, f) for t in range(5) for left in range(5) for f in (False, True)
+                   if torch.equal(crop, (img[:, t:t + 6, left:left + 6].flip(-1) if f else img[:, t:t + 6, left:left + 6]))}
         assert windows, "each output must be a (possibly flipped) 6x6 window of its input"
         flips += any(f for _, _, f in windows)
     assert 0 < flips < 16  # some flipped, some not (probability 1/2 each)
@@ -31,10 +31,17 @@ def test_crop_flip_is_a_function_of_the_seed():
 
 
 def test_flip_only_keeps_size():
-    images = torch.arange(2 * 1 * 3 * 3, dtype=torch.uint8).view(2, 1, 3, 3)
+    images = torch.randint(0, 256, (32, 1, 3, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    assert not any(torch.equal(img, img.flip(-1)) for img in images)  # every flip is visible
     out = random_crop_flip(images, 3, True, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    flipped = []
     for img, o in zip(images, out):
         assert torch.equal(o, img) or torch.equal(o, img.flip(-1))
+        flipped.append(torch.equal(o, img.flip(-1)))
+    assert 0 < sum(flipped) < len(images)  # some flipped, the others unchanged (probability 1/2 each)
+    # Without flip, every image comes back unchanged.
+    assert torch.equal(random_crop_flip(images, 3, False, torch.Generator().manual_seed(0)), images)
 
 
 def test_center_crop():
@@ -54,16 +61,15 @@ def test_sampler_batches_depend_only_on_seed_and_step():
 
 
 def test_training_with_augmentation_resumes_exactly(tmp_path):
-    from tests.conftest import tiny_config  # tests/conftest.py
+    from genforge.config import replace
     from genforge.training import train
+    from tests.conftest import tiny_config  # tests/conftest.py
 
     cfg = tiny_config("dcgan", steps=4, data={"name": "digits", "image_size": 10, "random_crop": 8, "hflip": True},
                       train={"batch_size": 8, "checkpoint_every": 2, "log_every": 2, "sample_every": 100},
                       gan={"ema_decay": 0})
     whole = train(cfg, tmp_path / "whole", quiet=True)
-    import dataclasses
-
-    half = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2))
+    half = replace(cfg, train={"steps": 2})
     train(half, tmp_path / "split", quiet=True)
     train(cfg, tmp_path / "split", quiet=True)  # resume from step 2
     from genforge.training import checkpoint as ckpt

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gzip
 import zipfile
 
+import datafiles
 import numpy as np
 import pytest
 
-import datafiles
 from genforge.data import load_dataset
 from genforge.errors import GenforgeError
 

@@ -3,10 +3,10 @@ subprocess, the rest in-process through cli.main (a subprocess costs seconds of 
 
 from __future__ import annotations
 
+import datafiles
 import numpy as np
 import pytest
 
-import datafiles
 from genforge.cli import main
 
 

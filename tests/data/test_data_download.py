@@ -9,9 +9,9 @@ import socket
 import tarfile
 import threading
 
+import datafiles
 import pytest
 
-import datafiles
 from genforge.data import load_dataset
 from genforge.data.download import RemoteFile, download_dataset
 from genforge.errors import GenforgeError

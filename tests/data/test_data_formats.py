@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import datafiles
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import datafiles
 from genforge.data import DATASETS, SOURCES, load_dataset, register_source
 from genforge.data import images as images_module
 from genforge.data.base import ImageDataset

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from genforge.cli import main
-from genforge.config import resolve_config
+from genforge.families.registry import resolve_config
 from genforge.metrics.features import ClassifierNet, Evaluator, file_sha256, load_evaluator, save_evaluator
 from genforge.training import train
 from genforge.training.checkpoint import list_checkpoints, load_checkpoint
 from genforge.training.report import read_metrics
-
 
 
 def tiny_config(steps: int = 10, **sections):
@@ -80,7 +79,7 @@ def test_eval_bad_inputs_exit_2(tiny_run, quick_evaluator, tmp_path, capsys):
     cases = [
         (["--n", "50", "--kid-subset-size", "100"], "KID with subsets of 100"),
         (["--n", "50", "--inception-weights", str(tmp_path / "none.pth")], "pt_inception-2015-12-05"),
-        (["--metrics", "fid,nll"], "nll is a VAE metric"),
+        (["--metrics", "fid,nll"], "nll needs a model with a likelihood (a VAE) and dcgan is a gan"),
         (["--metrics", "fid,bogus"], "unknown metric"),
     ]
     for extra, message in cases:

@@ -7,7 +7,7 @@ import torch
 
 from genforge.errors import GenforgeError
 from genforge.metrics.features import FeatureModule, file_sha256
-from genforge.metrics.inception import FIDInceptionV3, WEIGHTS_SHA256_PREFIX, load_inception
+from genforge.metrics.inception import WEIGHTS_SHA256_PREFIX, FIDInceptionV3, load_inception
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from torch import nn
 
 from genforge.config import ModelConfig
 from genforge.errors import GenforgeError
-from genforge.metrics.likelihood import binarize_images, nll_per_image, vae_likelihood
-from genforge.models import build_networks
+from genforge.families.vae.likelihood import binarize_images, nll_per_image, vae_likelihood
+from tests.conftest import build_model_networks as build_networks
 
 
 class LinearGaussianVAE(nn.Module):

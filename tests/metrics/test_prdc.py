@@ -8,7 +8,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from genforge.errors import GenforgeError
-from genforge.metrics.prdc import density_coverage, knn_radii, precision_recall, prdc
+from genforge.metrics.prdc import density_coverage, knn_radii, prdc, precision_recall
 
 DIM, N = 8, 1000
 

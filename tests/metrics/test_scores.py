@@ -10,8 +10,14 @@ import torch.nn.functional as F
 
 from genforge.errors import GenforgeError
 from genforge.metrics.features import FeatureModule
-from genforge.metrics.scores import (extract, fid_from_features, frechet_distance, inception_score_from_logits,
-                                     kid_from_features, mean_and_covariance)
+from genforge.metrics.scores import (
+    extract,
+    fid_from_features,
+    frechet_distance,
+    inception_score_from_logits,
+    kid_from_features,
+    mean_and_covariance,
+)
 
 
 def scipy_frechet(x: np.ndarray, y: np.ndarray) -> float:

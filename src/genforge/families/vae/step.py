@@ -14,6 +14,7 @@ from ...imageio import to_unit
 from ...nn.schedule import set_decayed_lr
 from ...runtime import Precision
 from .config import VAEConfig
+from .likelihood import BATCH_SIZE, vae_likelihood
 
 
 def kl_weight_at(step: int, vae_cfg: VAEConfig) -> float:
@@ -83,27 +84,22 @@ def vae_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
 
 
 @torch.no_grad()
-def vae_test_loss(vae: nn.Module, images: torch.Tensor, cfg: RunConfig, batch_size: int = 500,
+def vae_test_loss(vae: nn.Module, images: torch.Tensor, cfg: RunConfig, batch_size: int = BATCH_SIZE,
                   seed: int = 0, labels: torch.Tensor | None = None) -> dict[str, float]:
-    """Negative ELBO (nats per image, KL weight 1 whatever the training beta) and its two terms on
-    held-out uint8 images, one z per image; dynamically binarised runs see one binarisation drawn
-    from `seed`."""
-    vae.eval()
-    generator_state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    totals = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
-    try:
-        for i, chunk in enumerate(images.split(batch_size)):
-            x = vae_targets(chunk, cfg.vae)
-            cond = (labels[i * batch_size:(i + 1) * batch_size],) if cfg.model.num_classes else ()
-            out, mean, logvar = vae(x, *cond)
-            rec = -losses.reconstruction_log_likelihood(out.float(), x, cfg.vae.reconstruction,
-                                                        decoder_log_variance(vae, cfg.vae)).mean().item()
-            kl = losses.kl_to_standard_normal(mean.float(), logvar.float()).item()
-            totals["reconstruction"] += rec * len(chunk)
-            totals["kl"] += kl * len(chunk)
-            totals["loss"] += (rec + kl) * len(chunk)
-    finally:
-        torch.set_rng_state(generator_state)
-        vae.train()
-    return {k: v / len(images) for k, v in totals.items()}
+    """The end-of-run test metrics (family.test_metrics): negative ELBO `loss`, `reconstruction`
+    and `kl`, nats per image, on held-out uint8 images, KL weight 1 whatever the training beta.
+
+    Not a second estimator: these are likelihood.vae_bounds' `elbo`, `reconstruction` and `kl` with
+    K = 1 (one z per image), the run's decoder (its learned or fixed Gaussian variance included) and
+    the run's training targets (grey levels, or with vae.binarize=dynamic one binarisation drawn from
+    `seed`). So `loss` is exactly `genforge eval --metrics nll --nll-k 1 --binarize {none|dynamic}`'s
+    test_elbo on the same images and seed. As there, the ELBO's KL part is the one-sample Monte-Carlo
+    term (the IWAE bound's), and `kl` the closed form: loss = reconstruction + kl in expectation.
+    All draws come from private generators seeded by (seed, image index): the global RNG is
+    untouched and batch_size only bounds memory.
+    """
+    binarize = "dynamic" if cfg.vae.binarize == "dynamic" else "none"
+    values = vae_likelihood(vae, images, cfg.vae.reconstruction, labels if cfg.model.num_classes else None, k=1,
+                            binarize=binarize, seed=seed, batch_size=batch_size,
+                            decoder_logvar=decoder_log_variance(vae, cfg.vae))
+    return {"loss": values["elbo"], "reconstruction": values["reconstruction"], "kl": values["kl"]}

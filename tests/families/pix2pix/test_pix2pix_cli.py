@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 from PIL import Image
-from pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
+from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
 
 from genforge.cli import main
 

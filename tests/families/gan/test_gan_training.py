@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genforge.config import resolve_config
+from genforge.config import PRESETS
 from genforge.data import load_dataset
 from genforge.errors import GenforgeError
+from genforge.families.registry import resolve_config  # checks the GAN family's setting pairs too
 from genforge.training import checkpoint as ckpt
 from genforge.training import train
-from genforge.training.loop import BatchSampler
+from genforge.training.batches import BatchSampler
 
 
 def tiny(steps: int, **sections):
@@ -28,7 +29,7 @@ def tiny(steps: int, **sections):
 
 def final_state(run_dir):
     payload = ckpt.load_checkpoint(ckpt.list_checkpoints(run_dir)[-1][1])
-    return payload["networks"], payload["ema"]["model"]
+    return payload["networks"], payload["ema"]["generator"]["model"]
 
 
 def test_resume_is_bit_identical_with_d_steps_lazy_r1_and_diffaugment(tmp_path):
@@ -41,6 +42,7 @@ def test_resume_is_bit_identical_with_d_steps_lazy_r1_and_diffaugment(tmp_path):
     for name in nets_a:
         for key, value in nets_a[name].items():
             assert torch.equal(value, nets_b[name][key]), f"{name}.{key}"
+    assert ema_a.keys() == ema_b.keys()
     assert all(torch.equal(v, ema_b[k]) for k, v in ema_a.items())
 
 
@@ -61,9 +63,11 @@ def test_plain_gan_step_is_the_foundations_step():
     """With d_steps=1 and no regulariser, gan_step does exactly what the foundation's step did
     (written out here as the reference): same random draws, same updates, bit for bit."""
     from genforge import losses
-    from genforge.models import build_networks
-    from genforge.training.loop import make_optimizers
-    from genforge.training.steps import Precision, gan_step, to_signed
+    from genforge.families.gan.step import gan_step
+    from genforge.families.registry import build_networks
+    from genforge.imageio import to_signed
+    from genforge.runtime import Precision
+    from genforge.training.optim import make_optimizers
 
     from .conftest import gan_config, random_batch
 
@@ -72,7 +76,7 @@ def test_plain_gan_step_is_the_foundations_step():
 
     def fresh():
         torch.manual_seed(0)
-        nets = build_networks(cfg.model)
+        nets = build_networks(cfg)
         return nets, make_optimizers(cfg, nets)
 
     nets, opts = fresh()
@@ -116,17 +120,34 @@ def test_incompatible_or_bad_settings_are_one_line_errors(overrides, message):
     assert "\n" not in str(info.value)
 
 
-def test_compatible_pairs_pass():
-    for overrides in ({"model": {"name": "dcgan", "spectral_norm": True}, "gan": {"loss": "wasserstein"}},
-                      {"model": {"name": "dcgan", "spectral_norm": "true"}, "gan": {"gradient_penalty": 10}},
-                      {"model": {"name": "resnet-gan"}, "gan": {"loss": "wasserstein", "gradient_penalty": 10}},
-                      {"model": {"name": "resnet-cgan"}, "gan": {"r1_gamma": 1, "r1_every": 16}},
-                      {"model": {"name": "vae-mlp"}, "gan": {"loss": "wasserstein"}}):  # GAN settings ignored by VAEs
-        resolve_config(overrides=[overrides])
+@pytest.mark.parametrize("overrides,expected", [
+    ({"model": {"name": "dcgan", "spectral_norm": True}, "gan": {"loss": "wasserstein"}},
+     {"model": {"name": "dcgan", "spectral_norm": True}, "gan": {"loss": "wasserstein", "gradient_penalty": 0.0}}),
+    ({"model": {"name": "dcgan", "spectral_norm": "true"}, "gan": {"gradient_penalty": 10}},
+     {"model": {"name": "dcgan", "spectral_norm": True}, "gan": {"gradient_penalty": 10.0}}),
+    ({"model": {"name": "resnet-gan"}, "gan": {"loss": "wasserstein", "gradient_penalty": 10}},
+     {"model": {"name": "resnet-gan", "spectral_norm": False}, "gan": {"loss": "wasserstein", "gradient_penalty": 10.0}}),
+    ({"model": {"name": "resnet-cgan"}, "gan": {"r1_gamma": 1, "r1_every": 16}},
+     {"model": {"name": "resnet-cgan"}, "gan": {"r1_gamma": 1.0, "r1_every": 16, "gradient_penalty": 0.0}}),
+    # GAN settings are ignored by VAEs (kept in the config, never refused)
+    ({"model": {"name": "vae-mlp"}, "gan": {"loss": "wasserstein"}},
+     {"model": {"name": "vae-mlp"}, "gan": {"loss": "wasserstein"}}),
+])
+def test_compatible_pairs_pass(overrides, expected):
+    cfg = resolve_config(overrides=[overrides])
+    for section, values in expected.items():
+        for key, value in values.items():
+            actual = getattr(getattr(cfg, section), key)
+            assert actual == value and type(actual) is type(value), f"{section}.{key}: {actual!r} != {value!r}"
 
 
-@pytest.mark.parametrize("preset", ["dcgan-mnist", "cgan-mnist", "acgan-mnist", "sngan-cifar", "sngan-cifar-diffaug",
-                                    "wgan-gp-cifar", "cgan-cifar", "cdcgan-cifar"])
+@pytest.mark.parametrize("preset", ["demo-dcgan", "dcgan-mnist", "cgan-mnist", "acgan-mnist", "sngan-cifar",
+                                    "sngan-cifar-diffaug", "wgan-gp-cifar", "cgan-cifar", "cdcgan-cifar"])
 def test_gan_presets_resolve(preset):
     cfg = resolve_config(preset)
     assert cfg.model.name in ("dcgan", "cdcgan", "resnet-gan", "resnet-cgan")
+    # Every setting the preset names is what the resolved configuration carries (not only the model).
+    resolved = cfg.to_dict()
+    for section, values in PRESETS[preset].items():
+        for key, value in values.items():
+            assert resolved[section][key] == value, f"{preset}: {section}.{key} is {resolved[section][key]!r}, not {value!r}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genforge.config import resolve_config
+from genforge.families.registry import resolve_config
 from genforge.training import train
 
 
@@ -24,12 +24,12 @@ def gan_config(name: str = "dcgan", image_size: int = 28, channels: int = 1, num
 
 
 def random_batch(n: int = 8, image_size: int = 28, channels: int = 1, num_classes: int = 0, seed: int = 0):
-    from genforge.training.steps import Batch
+    from genforge.conditioning import Batch, Condition
 
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, channels, image_size, image_size), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, num_classes, (n,), generator=g) if num_classes else None
-    return Batch(images, labels)
+    return Batch(images, Condition(labels=labels))
 
 
 @pytest.fixture

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from pix2pix_helpers import blobs, save, write_side_by_side
+from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_side_by_side
 
 from genforge.data import load_dataset
 from genforge.data.make_pairs import digit_edges, make_pairs, mask_squares

@@ -8,9 +8,10 @@ import copy
 import pytest
 import torch
 
-from genforge.models import MODELS, build_networks
-from genforge.training.loop import make_optimizers
-from genforge.training.steps import Precision, gan_step
+from genforge.families.gan.step import gan_step
+from genforge.families.registry import MODELS, build_networks
+from genforge.runtime import Precision
+from genforge.training.optim import make_optimizers
 
 from .conftest import gan_config, random_batch
 
@@ -25,7 +26,7 @@ def conditional(name: str) -> int:
 @pytest.mark.parametrize("size,channels", [(32, 1), (32, 3), (64, 3), (28, 1)])
 def test_shapes(name, size, channels):
     cfg = gan_config(name, size, channels, conditional(name))
-    nets = build_networks(cfg.model)
+    nets = build_networks(cfg)
     z = torch.randn(3, cfg.model.latent_dim)
     labels = (torch.tensor([0, 4, 9]),) if conditional(name) else ()
     fake = nets["generator"](z, *labels)
@@ -37,7 +38,7 @@ def test_shapes(name, size, channels):
 @pytest.mark.parametrize("name", ["cdcgan", "resnet-cgan"])
 def test_generator_depends_on_the_label(name):
     cfg = gan_config(name, 32, 1, 10)
-    generator = build_networks(cfg.model)["generator"]
+    generator = build_networks(cfg)["generator"]
     # Conditional batch norm starts as plain batch norm; give the class scales some spread.
     with torch.no_grad():
         for m in generator.modules():
@@ -53,7 +54,7 @@ def test_generator_depends_on_the_label(name):
 @pytest.mark.parametrize("head", ["projection", "acgan", "both"])
 def test_class_heads(name, head):
     cfg = gan_config(name, 32, 3, 10, model={"class_head": head})
-    discriminator = build_networks(cfg.model)["discriminator"]
+    discriminator = build_networks(cfg)["discriminator"]
     x, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
     if head == "projection":
         with pytest.raises(ValueError, match="auxiliary classifier"):
@@ -70,7 +71,7 @@ def test_class_heads(name, head):
 def test_unconditional_dcgan_keeps_the_foundation_layout():
     """dcgan without spectral norm is the foundation's network: same parameter names, so old
     checkpoints still load."""
-    names = list(build_networks(gan_config("dcgan").model)["discriminator"].state_dict())
+    names = list(build_networks(gan_config("dcgan"))["discriminator"].state_dict())
     assert names[0] == "net.0.weight" and "net.3.running_mean" in names and not any("class_head" in n for n in names)
 
 
@@ -85,7 +86,7 @@ def _largest_singular_values(net):
 @pytest.mark.parametrize("name", GAN_MODELS)
 def test_spectral_norm_bounds_singular_values(name):
     cfg = gan_config(name, 32, 3, conditional(name), model={"spectral_norm": True, "class_head": "both"})
-    discriminator = build_networks(cfg.model)["discriminator"]
+    discriminator = build_networks(cfg)["discriminator"]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in discriminator.modules())
     labels = (torch.zeros(2, dtype=torch.long),) if conditional(name) else ()
     with torch.no_grad():
@@ -95,7 +96,7 @@ def test_spectral_norm_bounds_singular_values(name):
     assert len(sigmas) >= 4
     assert all(abs(s - 1) < 0.05 for s in sigmas), sigmas
     # Without it, the same layers are far from 1: the test can tell the difference.
-    plain = build_networks(gan_config(name, 32, 3, conditional(name)).model)["discriminator"]
+    plain = build_networks(gan_config(name, 32, 3, conditional(name)))["discriminator"]
     raw = [torch.linalg.matrix_norm(m.weight.flatten(1), ord=2).item() for m in plain.modules()
            if isinstance(m, torch.nn.Conv2d)]
     assert any(abs(s - 1) > 0.2 for s in raw)
@@ -123,7 +124,7 @@ def test_one_step_of_every_combination_changes_both_networks(name, loss, gan, mo
     classes = conditional(name)
     cfg = gan_config(name, size, 1, classes, gan={"loss": loss, **gan}, model=model)
     torch.manual_seed(0)
-    nets = build_networks(cfg.model)
+    nets = build_networks(cfg)
     before = {k: copy.deepcopy(v.state_dict()) for k, v in nets.items()}
     opts = make_optimizers(cfg, nets)
     out = gan_step(nets, opts, random_batch(8, size, 1, classes), cfg, Precision(torch.device("cpu"), "fp32", list(nets)))
@@ -141,7 +142,7 @@ def test_one_step_of_every_combination_changes_both_networks(name, loss, gan, mo
 
 def test_d_steps_update_the_discriminator_that_many_times():
     cfg = gan_config("dcgan", gan={"d_steps": 3})
-    nets = build_networks(cfg.model)
+    nets = build_networks(cfg)
     opts = make_optimizers(cfg, nets)
     gan_step(nets, opts, random_batch(), cfg, Precision(torch.device("cpu"), "fp32", list(nets)))
     step_count = lambda opt: int(next(iter(opt.state.values()))["step"])  # noqa: E731

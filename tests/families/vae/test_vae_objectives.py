@@ -8,15 +8,17 @@ import math
 
 import pytest
 import torch
+from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 from genforge import losses
-from genforge.config import VAEConfig
+from genforge.conditioning import Batch, Condition
 from genforge.data import load_dataset
 from genforge.errors import GenforgeError
-from genforge.models import build_networks
-from genforge.training.loop import make_optimizers, resolve_model
-from genforge.training.steps import Batch, Precision, kl_weight_at, vae_step, vae_targets
-from vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
+from genforge.families.registry import build_networks, resolve_model
+from genforge.families.vae.config import VAEConfig
+from genforge.families.vae.step import kl_weight_at, vae_step, vae_targets
+from genforge.runtime import Precision
+from genforge.training.optim import make_optimizers
 
 
 def test_closed_form_kl_matches_monte_carlo():
@@ -61,9 +63,9 @@ def _step_inputs(model="vae-mlp", **vae):
     data = _digits()
     cfg = resolve_model(cfg, data)
     torch.manual_seed(0)
-    nets = build_networks(cfg.model)
+    nets = build_networks(cfg)
     opts = make_optimizers(cfg, nets)
-    batch = Batch(data.images[:16], data.labels[:16] if cfg.model.num_classes else None, step=0)
+    batch = Batch(data.images[:16], Condition(labels=data.labels[:16] if cfg.model.num_classes else None), step=0)
     return cfg, nets, opts, batch
 
 
@@ -208,11 +210,11 @@ def test_lr_decay_sets_the_learning_rate_from_the_step():
     precision = Precision(torch.device("cpu"), "fp32", ["vae"])
     seen = []
     for step in (0, 3, 4, 5, 6, 9):
-        vae_step(nets, opts, Batch(batch.images, batch.labels, step=step), cfg, precision)
+        vae_step(nets, opts, Batch(batch.images, batch.cond, step=step), cfg, precision)
         seen.append(opts["vae"].param_groups[0]["lr"] / cfg.train.lr)
     assert seen == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.25, 0.0])
     cfg, nets, opts, batch = _step_inputs()  # no decay: the optimiser's lr is left alone
-    vae_step(nets, opts, Batch(batch.images, batch.labels, step=10_000), cfg, precision)
+    vae_step(nets, opts, Batch(batch.images, batch.cond, step=10_000), cfg, precision)
     assert opts["vae"].param_groups[0]["lr"] == cfg.train.lr
 
 

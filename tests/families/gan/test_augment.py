@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genforge import augment
-from genforge.models import build_networks
-from genforge.training import steps as steps_module
-from genforge.training.loop import make_optimizers
-from genforge.training.steps import Precision, gan_step
+from genforge.families.gan import augment
+from genforge.families.gan import step as steps_module
+from genforge.families.gan.step import gan_step
+from genforge.families.registry import build_networks
+from genforge.runtime import Precision
+from genforge.training.optim import make_optimizers
 
 from .conftest import gan_config, random_batch
 
@@ -97,7 +98,7 @@ def test_gan_step_augments_real_and_fake_alike(monkeypatch, policy, expected):
 
     monkeypatch.setattr(steps_module, "diff_augment", spy)
     cfg = gan_config("dcgan", gan={"diffaugment": policy})
-    nets = build_networks(cfg.model)
+    nets = build_networks(cfg)
     gan_step(nets, make_optimizers(cfg, nets), random_batch(), cfg, Precision(torch.device("cpu"), "fp32", list(nets)))
     if not expected:
         assert calls == []

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
-from genforge import vae_tools
-from genforge.config import ModelConfig, replace
+from genforge.config import ModelConfig, RunConfig, replace
 from genforge.errors import GenforgeError
-from genforge.models import build_networks
+from genforge.families.registry import build_networks
+from genforge.families.vae import tools as vae_tools
 from genforge.run import Run, load_run
 from genforge.training import train
 from genforge.training.checkpoint import list_checkpoints, load_checkpoint
-from vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 
 @pytest.mark.parametrize("name", ["cvae-mlp", "cvae-conv"])
 def test_conditional_vae_depends_on_the_label(name):
     torch.manual_seed(0)
-    vae = build_networks(ModelConfig(name=name, latent_dim=4, width=8, image_size=28, channels=1, num_classes=10))["vae"]
+    model = ModelConfig(name=name, latent_dim=4, width=8, image_size=28, channels=1, num_classes=10)
+    vae = build_networks(RunConfig(model=model))["vae"]
     z = torch.randn(5, 4)
     zeros, ones = torch.zeros(5, dtype=torch.long), torch.ones(5, dtype=torch.long)
     assert vae.decode(z, zeros).shape == (5, 1, 28, 28)
@@ -32,7 +33,8 @@ def test_conditional_vae_depends_on_the_label(name):
 @pytest.mark.parametrize("name", ["vae-mlp", "vae-conv", "cvae-mlp"])
 def test_latent_size_zero_is_refused_by_the_builder(name):
     with pytest.raises(GenforgeError, match="latent_dim must be at least 1"):
-        build_networks(ModelConfig(name=name, latent_dim=0, width=8, image_size=28, channels=1, num_classes=10))
+        build_networks(RunConfig(model=ModelConfig(name=name, latent_dim=0, width=8, image_size=28, channels=1,
+                                                   num_classes=10)))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,8 @@ def test_latent_map_and_pictures(trained, tmp_path):
 def test_latent_map_needs_two_dimensions(trained):
     run, _ = trained
     cfg = replace(run.config, model={"latent_dim": 3})
-    other = Run(run.run_dir, cfg, "vae", 0, build_networks(cfg.model), torch.device("cpu"))
+    other = Run(run.run_dir, cfg, run.model_family, 0, build_networks(cfg), torch.device("cpu"))
+    assert other.family == "vae"
     with pytest.raises(GenforgeError, match="2-dimensional latent"):
         vae_tools.latent_map(other)
 
@@ -123,12 +126,11 @@ def test_run_images_spread_over_a_class_ordered_split(trained, monkeypatch):
     """vae-tools' default images come from the whole split, not its first n (CIFAR's zip is stored
     class by class, so the first 16 images would all be airplanes)."""
     from genforge.data.base import ImageDataset
-    from genforge.training import loop
 
     run, _ = trained
     labels = torch.arange(10).repeat_interleave(50)  # 50 of class 0, then 50 of class 1, ...
     images = labels.view(-1, 1, 1, 1).expand(-1, 1, 28, 28).to(torch.uint8).contiguous()  # pixel value = class
-    monkeypatch.setattr(loop, "load_training_data", lambda cfg, split=None: ImageDataset(images, labels))
+    monkeypatch.setattr(vae_tools, "load_split", lambda data_cfg, split=None: ImageDataset(images, labels))
     picked, _ = vae_tools.run_images(run, 10)
     assert sorted(picked[:, 0, 0, 0].tolist()) == list(range(10))
     assert len(vae_tools.run_images(run, 16)[0]) == 16

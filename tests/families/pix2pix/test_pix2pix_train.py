@@ -4,10 +4,10 @@ import json
 
 import pytest
 import torch
-from pix2pix_helpers import write_inversion_pairs
+from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
-from genforge.config import resolve_config
 from genforge.errors import GenforgeError
+from genforge.families.registry import resolve_config
 from genforge.training import checkpoint as ckpt
 from genforge.training import train
 

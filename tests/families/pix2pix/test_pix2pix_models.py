@@ -3,11 +3,18 @@
 import pytest
 import torch
 
-from genforge.config import ModelConfig, Pix2PixConfig
+from genforge.config import ModelConfig
 from genforge.errors import GenforgeError
-from genforge.models.pix2pix import (PatchDiscriminator, UNetGenerator, build, patch_map_size, receptive_field,
-                                     unet_depth)
-from genforge.translate import translate_batch
+from genforge.families.pix2pix.config import Pix2PixConfig
+from genforge.families.pix2pix.networks import (
+    PatchDiscriminator,
+    UNetGenerator,
+    build,
+    patch_map_size,
+    receptive_field,
+    unet_depth,
+)
+from genforge.families.pix2pix.translate import translate_batch
 
 
 @pytest.mark.parametrize("size, channels, expected_depth", [(32, 1, 5), (64, 3, 6), (48, 3, 4), (256, 1, 8), (24, 1, 3)])

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 from genforge.cli import main
-from genforge.config import resolve_config
+from genforge.config import PRESETS
+from genforge.families.registry import resolve_config
 from genforge.training import train
-from vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,12 @@ def test_vae_presets_resolve():
     assert (cfg.model.name, cfg.model.latent_dim, cfg.vae.binarize) == ("cvae-mlp", 4, "dynamic")
     assert cfg.vae.lr_decay_start + cfg.vae.lr_decay_steps == cfg.train.steps  # decays to 0 at the end
     assert resolve_config("vae-mnist").model.name == "vae-mlp"
+    # Every setting each VAE preset names is what the resolved configuration carries.
+    for preset in ("demo-vae", "vae-mnist", "cvae-mnist"):
+        resolved = resolve_config(preset).to_dict()
+        for section, values in PRESETS[preset].items():
+            for key, value in values.items():
+                assert resolved[section][key] == value, f"{preset}: {section}.{key} is {resolved[section][key]!r}"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from pix2pix_helpers import tiny_config
+from tests.families.pix2pix.pix2pix_helpers import tiny_config
 
 from genforge.data.paired import jitter_pairs
+from genforge.families.pix2pix.step import pix2pix_generator_objective
 from genforge.losses import generator_loss_non_saturating
-from genforge.training.steps import linear_decay_factor, pix2pix_generator_objective
+from genforge.nn.schedule import linear_decay_factor
 
 
 def _cfg(**pix2pix):
@@ -58,7 +59,7 @@ def test_flip_mirrors_some_pairs_and_keeps_others():
 
 
 def test_scores_by_hand():
-    from genforge.translate import MAX_PSNR, score
+    from genforge.families.pix2pix.translate import MAX_PSNR, score
 
     target = torch.zeros(2, 1, 16, 16)
     output = target.clone()

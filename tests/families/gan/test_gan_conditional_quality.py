@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from genforge.config import resolve_config
 from genforge.data import load_dataset
+from genforge.families.registry import resolve_config
 from genforge.run import load_run
 from genforge.training import train
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
+from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
 
 from genforge.cli import main
-from genforge.config import resolve_config
+from genforge.families.registry import resolve_config
 from genforge.metrics.features import train_evaluator
 from genforge.run import load_run
 from genforge.training import train

@@ -1,5 +1,5 @@
 """A short conditional run on mnist-5k and its class accuracy, judged by softmax regression
-trained on mnist-5k (the same judge as tests/gan/test_gan_conditional_quality.py).
+trained on mnist-5k (the same judge as tests/families/gan/test_gan_conditional_quality.py).
 
     python benchmarks/gan_conditional_check.py --class-head both
     python benchmarks/gan_conditional_check.py --class-head projection --spectral-norm --loss hinge

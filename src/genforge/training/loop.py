@@ -27,13 +27,22 @@ from ..config import replace as config_replace
 from ..data import ImageDataset
 from ..errors import GenforgeError
 from ..families.contract import Family, FamilyState, SampleRequest
-from ..families.registry import (build_networks, check_config, inference_networks, load_data, model_spec, preview,
-                                 resolve_model)
+from ..families.registry import build_networks, check_config, inference_networks, load_data, model_spec, preview, resolve_model
 from ..imageio import save_grid
-from ..rundir import CONFIG_FILE, METRICS_FILE, averaged_states, read_saved_config, save_config
+from ..rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    averaged_states,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+    read_saved_config,
+    save_config,
+)
 from ..runtime import Precision, compile_networks, resolve_device, resolve_precision, to_channels_last, uses_convolutions
-from . import checkpoint as ckpt
 from .batches import BatchSampler
+from .checkpoint import capture_rng_state, restore_rng_state
+from .checkpoint import save_checkpoint as write_checkpoint
 from .ema import EMA
 from .optim import make_optimizers
 from .report import Reporter, truncate_metrics
@@ -149,10 +158,10 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print) -> Training:
 
 def load_newest_checkpoint(tr: Training) -> int:
     """Restore the newest checkpoint of a resumed run into `tr`; returns its step (0 when there is none)."""
-    checkpoints = ckpt.list_checkpoints(tr.run_dir)
+    checkpoints = list_checkpoints(tr.run_dir)
     if not (tr.resumed and checkpoints):
         return 0
-    payload = ckpt.load_checkpoint(checkpoints[-1][1], map_location=tr.device)
+    payload = load_checkpoint(checkpoints[-1][1], map_location=tr.device)
     for name, net in tr.nets.items():
         net.load_state_dict(payload["networks"][name])
     for name, opt in tr.opts.items():
@@ -162,7 +171,7 @@ def load_newest_checkpoint(tr: Training) -> int:
     if tr.state is not None:
         tr.state.load_state_dict(payload.get("family_state") or {})
     tr.precision.load_state_dict(payload.get("scalers", {}))
-    ckpt.restore_rng_state(payload["rng"])
+    restore_rng_state(payload["rng"])
     return int(payload["step"])
 
 
@@ -175,12 +184,12 @@ def save_checkpoint(tr: Training) -> Path:
         "ema": {n: ema.state_dict() for n, ema in tr.averaged.items()},
         "family_state": tr.state.state_dict() if tr.state is not None else None,
         "scalers": tr.precision.state_dict(),
-        "rng": ckpt.capture_rng_state(),
+        "rng": capture_rng_state(),
     }
-    path = ckpt.checkpoint_path(tr.run_dir, tr.step)
+    path = checkpoint_path(tr.run_dir, tr.step)
     path.parent.mkdir(exist_ok=True)
-    ckpt.save_checkpoint(path, payload)
-    for _, old in ckpt.list_checkpoints(tr.run_dir)[:-tr.cfg.train.keep_checkpoints]:
+    write_checkpoint(path, payload)
+    for _, old in list_checkpoints(tr.run_dir)[:-tr.cfg.train.keep_checkpoints]:
         old.unlink()
     return path
 
@@ -302,7 +311,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
             # Done?
             if done:
                 break
-            if stop.signal_name is not None:
+            if stopping:  # a signal seen at the top of this iteration: its checkpoint was just written
                 reporter.message(f"{stop.signal_name}: checkpoint saved at step {step}; rerun the same command to resume")
                 result.stopped_by_signal = stop.signal_name
                 break
@@ -329,7 +338,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
 
 
 def _diverged_message(run_dir: Path, step: int, bad: list[str]) -> str:
-    kept = ckpt.list_checkpoints(run_dir)
+    kept = list_checkpoints(run_dir)
     where = f"the last good checkpoint (step {kept[-1][0]}) is kept" if kept else "no checkpoint was written"
     return (f"{', '.join(bad)} became NaN or infinite before step {step}; {where}; "
             "lower --lr or change the loss, then rerun")

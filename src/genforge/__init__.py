@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import families as _families  # registers the families' config sections; imports no torch
+from . import families as _families  # noqa: F401 (registers the families' config sections; imports no torch)
 
 __version__ = "0.1.0"
 

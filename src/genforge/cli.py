@@ -40,7 +40,8 @@ def _add_train(sub) -> None:
             "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
     p.add_argument("--preset", help="named settings to start from (listed by genforge info)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
-    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
+    p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, "
+                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,
@@ -145,10 +146,10 @@ def _class_labels(text: str | None):
 
 
 def _cmd_sample(args) -> int:
-    from .run import load_run
-    from .imageio import save_grid, save_separate
-
     import torch
+
+    from .imageio import save_grid, save_separate
+    from .run import load_run
 
     run = load_run(args.run, device=args.device)
     labels, nrow = None, args.nrow or None
@@ -187,8 +188,8 @@ def _add_encode(sub) -> None:
 
 
 def _cmd_encode(args) -> int:
-    from .run import load_run
     from .families.vae.tools import load_images, save_latents
+    from .run import load_run
 
     run = load_run(args.run, device=args.device)
     images, files = load_images(args.input, run.config.model.channels)
@@ -212,9 +213,9 @@ def _add_decode(sub) -> None:
 
 
 def _cmd_decode(args) -> int:
-    from .run import load_run
-    from .imageio import save_grid, save_separate
     from .families.vae.tools import load_latents
+    from .imageio import save_grid, save_separate
+    from .run import load_run
 
     run = load_run(args.run, device=args.device)
     images = run.decode(load_latents(args.input), _class_labels(args.class_))
@@ -235,7 +236,8 @@ def _add_vae_tools(sub) -> None:
                          "genforge vae-tools --run runs/vae --input my-digits/ --out tools/"))
     p.add_argument("--run", required=True, help="run directory of a VAE")
     p.add_argument("--out", required=True, help="folder for the pictures")
-    p.add_argument("--input", help="images to use (file or folder); default: --n images spread evenly over the run's test (else train) data")
+    p.add_argument("--input", help="images to use (file or folder); default: --n images spread evenly over the run's "
+                                   "test (else train) data")
     p.add_argument("--class", dest="class_", metavar="K", help="conditional VAEs with --input: the images' class")
     p.add_argument("--n", type=int, default=16, help="number of images for the reconstruction grid (default 16)")
     p.add_argument("--steps", type=int, default=10, help="images per interpolation and traversal row (default 10)")
@@ -244,8 +246,8 @@ def _add_vae_tools(sub) -> None:
 
 
 def _cmd_vae_tools(args) -> int:
-    from .run import load_run
     from .families.vae.tools import load_images, run_images, write_pictures
+    from .run import load_run
 
     if args.n < 2:
         raise GenforgeError(f"--n must be at least 2, got {args.n}")
@@ -287,8 +289,8 @@ def _add_interpolate(sub) -> None:
 
 
 def _cmd_interpolate(args) -> int:
-    from .run import load_run
     from .imageio import save_gif, save_grid
+    from .run import load_run
 
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -357,7 +359,8 @@ def _cmd_info(args) -> int:
 
     run_dir = Path(args.run)
     if not (run_dir / "config.yaml").is_file():
-        raise GenforgeError(f"{run_dir} is not a genforge run directory (no config.yaml); pass the --out folder of genforge train")
+        raise GenforgeError(f"{run_dir} is not a genforge run directory (no config.yaml); "
+                            "pass the --out folder of genforge train")
     cfg = read_saved_config(run_dir)
     found = ckpt.list_checkpoints(run_dir)
     step = found[-1][0] if found else 0
@@ -465,7 +468,8 @@ def _add_data_make_pairs(data_sub) -> None:
                     "for genforge train --model pix2pix --data paired:OUT.",
         epilog=_examples(
             "genforge data make-pairs edges2digits --out pairs/edges2digits",
-            "genforge data make-pairs inpaint-digits --source mnist --data-root ../shared/data/mnist --limit 10000 --out pairs/inpaint",
+            "genforge data make-pairs inpaint-digits --source mnist --data-root ../shared/data/mnist --limit 10000 "
+            "--out pairs/inpaint",
             "genforge data make-pairs colorize --source ../shared/data/cifar10-jpeg/train.zip --limit 5000 --out pairs/colorize"))
     p.add_argument("task", choices=["edges2digits", "inpaint-digits", "colorize"],
                    help="edges2digits, inpaint-digits (MNIST digits), colorize (photographs)")
@@ -619,7 +623,6 @@ def _cmd_train_evaluator(args) -> int:
     import time
 
     from .metrics.features import train_evaluator
-
     from .rundir import slug
 
     out = Path(args.out or f"evaluators/{slug(args.data)}.pt")

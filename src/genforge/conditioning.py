@@ -12,8 +12,8 @@ Each model declares the kinds it needs (`ModelSpec.conditions`), each dataset pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Callable
 
 import torch
 
@@ -46,18 +46,18 @@ class Condition:
                 return len(value)
         return 0
 
-    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Condition":
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Condition:
         """A condition with `fn` applied to every tensor present (index, slice, move, repeat)."""
         return Condition(**{f.name: (fn(v) if (v := getattr(self, f.name)) is not None else None)
                             for f in fields(self)})
 
-    def select(self, index: torch.Tensor) -> "Condition":
+    def select(self, index: torch.Tensor) -> Condition:
         return self.map(lambda t: t.index_select(0, index.to(t.device)))
 
-    def slice(self, start: int, stop: int) -> "Condition":
+    def slice(self, start: int, stop: int) -> Condition:
         return self.map(lambda t: t[start:stop])
 
-    def to(self, device: torch.device | str) -> "Condition":
+    def to(self, device: torch.device | str) -> Condition:
         return self.map(lambda t: t.to(device))
 
 
@@ -84,7 +84,7 @@ class Batch:
     cond: Condition = field(default_factory=Condition)
     step: int = 0
     """The step this batch is for (0-based): schedules (KL warm-up, learning-rate decay, lazy R1) read it."""
-    extra: Callable[[int], "Batch"] | None = None
+    extra: Callable[[int], Batch] | None = None
     """extra(k), k >= 1: another batch for the same step, a function of (seed, step, k) only;
     None (a batch built by hand) makes steps that want more batches reuse this one."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ def check(condition: bool, message: str) -> None:
 @dataclass
 class ModelConfig:
     name: str = "dcgan"
-    """Model family: one of genforge.models.MODELS (gan-mlp, dcgan, vae-mlp, vae-conv, ...)."""
+    """Model name: one of genforge.families.registry.MODELS (gan-mlp, dcgan, vae-mlp, vae-conv, ...)."""
     latent_dim: int = 0
     """Size of the latent vector z; 0 picks the model's default (100 for GANs, 16 for VAEs)."""
     width: int = 0
@@ -217,7 +217,7 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "configuration") -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any], source: str = "configuration") -> RunConfig:
         d = d or {}
         if not isinstance(d, dict):
             raise GenforgeError(f"{source}: expected sections model/data/train, got {type(d).__name__}")

@@ -11,7 +11,37 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
+
+from .errors import GenforgeError
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
+"""The one list of image file extensions genforge reads (data folders and zips, pairs, encode, translate)."""
+
+
+def is_image_name(name: str | Path) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files directly in `folder`, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_name(p))
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode one image file; an unreadable file is a one-line GenforgeError."""
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise GenforgeError(f"{path}: not a readable image ({type(exc).__name__}); remove or replace the file") from None
+    return image
+
+
+def image_array(image: Image.Image, mode: str) -> np.ndarray:
+    """H x W x C uint8 in mode 'L' or 'RGB' (transparency dropped, palettes expanded)."""
+    array = np.asarray(image.convert(mode))
+    return array[..., None] if array.ndim == 2 else array
 
 
 @contextmanager

@@ -6,11 +6,10 @@ importance-weight helpers at the end return one value per image."""
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-
 
 # --- GAN objectives (Goodfellow et al. 2014) ------------------------------------------------------
 # V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))], with D(x) = sigmoid(logit).

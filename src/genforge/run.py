@@ -47,7 +47,7 @@ class Run:
         """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed.
 
         truncation: redraw latent values outside [-truncation, truncation] (BigGAN's truncation
-        trick, see sampling.truncated_latent_batch); None or 0 samples the full N(0, I).
+        trick, see genforge.nn.latents.truncated_latent_batch); None or 0 samples the full N(0, I).
         """
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
@@ -92,7 +92,8 @@ class Run:
         return tools.decode(self, z, labels)
 
     def export(self, path: str | Path) -> Path:
-        """Write the networks used for inference (the EMA generator for GANs) as safetensors.
+        """Write the networks used for inference (the family's `inference` networks: the EMA generator
+        for GANs, the VAE, the pix2pix generator; no discriminator) as safetensors.
 
         Keys are `network.parameter` (e.g. `generator.net.0.weight`); the metadata holds the run's
         resolved configuration as JSON, the family and the step, so the file is self-describing and
@@ -106,7 +107,8 @@ class Run:
         if path.suffix != ".safetensors":
             raise GenforgeError(f"export file must end in .safetensors, got {path.name}")
         tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
-                   for name, net in self.networks.items() for key, value in net.state_dict().items()}
+                   for name, net in self.networks.items() if name in self.model_family.inference
+                   for key, value in net.state_dict().items()}
         metadata = {"format": "genforge-export", "family": self.family, "step": str(self.step),
                     "config": json.dumps(self.config.to_dict())}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +147,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
     """Load a run directory's newest checkpoint (or `checkpoint`) for sampling.
 
     GANs use the averaged (EMA) generator when the run kept one, with its batch-norm statistics
-    re-estimated for those weights (see sampling.recalibrate_batchnorm).
+    re-estimated for those weights (see genforge.families.gan.sample.recalibrate_batchnorm).
     """
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG_FILE).is_file():

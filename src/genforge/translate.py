@@ -26,14 +26,13 @@ from pathlib import Path
 import torch
 
 from .data.base import ImageDataset
-from .data.paired import IMAGE_SUFFIXES, _image_files, _open, _to_array, prepare_pairs, read_pairs, read_side_by_side
+from .data.paired import prepare_pairs, read_pairs, read_side_by_side
 from .data.transforms import resize_uint8, to_channels
 from .errors import GenforgeError
 from .families.pix2pix.translate import score, translate_batch
-from .imageio import save_png, to_uint8
+from .imageio import IMAGE_SUFFIXES, atomic_write_text, image_array, image_files, open_image, save_png, to_uint8
 from .metrics.features import Evaluator, FeatureModule, load_evaluator
 from .metrics.scores import extract, fid_from_features, kid_from_features
-
 
 KID_SUBSETS = 100
 """KID subsets (of min(1000, pairs) images per side), as `genforge eval`'s default."""
@@ -81,16 +80,16 @@ class TranslateResult:
 
 
 def _read_inputs(path: Path) -> tuple[list[torch.Tensor], list[str]]:
-    files = [path] if path.is_file() else _image_files(path) if path.is_dir() else None
+    files = [path] if path.is_file() else image_files(path) if path.is_dir() else None
     if files is None:
         raise GenforgeError(f"--input {path} does not exist; give an image file or a folder of images")
     if not files:
         raise GenforgeError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     images, names = [], []
     for p in files:
-        image = _open(p)
+        image = open_image(p)
         mode = "L" if image.mode in ("L", "1", "I;16", "I") else "RGB"
-        images.append(torch.from_numpy(_to_array(image, mode).copy()).permute(2, 0, 1))
+        images.append(torch.from_numpy(image_array(image, mode).copy()).permute(2, 0, 1))
         names.append(p.stem)
     return images, names
 
@@ -204,7 +203,7 @@ def translate_path(run, input_path: str | Path, out_dir: str | Path, pairs: bool
             metrics["evaluator"] = evaluator.protocol()  # path, SHA-256, data: FIDs compare within one file only
             metrics["kid"] = {"kernel": "(x.y / D + 1)^3", "estimator": "unbiased MMD^2", "subsets": KID_SUBSETS,
                               "subset_size": min(1000, len(names)), "seed": 0}
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     header = "<th>name</th><th>input</th><th>output</th>" + ("<th>target</th><th>scores</th>" if per_image is not None else "")
     summary = ""
     if metrics:
@@ -220,10 +219,11 @@ def translate_path(run, input_path: str | Path, out_dir: str | Path, pairs: bool
                         f"on the same pairs with the same evaluator file.</p>")
     mode = "dropout on, seed " + str(dropout_seed) if dropout_seed is not None else "eval mode (dropout off)"
     page = out_dir / "index.html"
-    page.write_text(
+    atomic_write_text(
+        page,
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>genforge translate</title>"
         "<style>img{image-rendering:pixelated;width:128px}td{padding:4px;font:12px sans-serif}</style></head><body>\n"
         f"<h1>{html.escape(str(run.run_dir))} (step {run.step})</h1>\n"
         f"<p>Input {html.escape(str(input_path))}; direction {run.config.pix2pix.direction}; {mode}.</p>\n{summary}\n"
-        f"<table>\n<tr>{header}</tr>\n" + "\n".join(rows) + "\n</table>\n</body></html>\n", encoding="utf-8")
+        f"<table>\n<tr>{header}</tr>\n" + "\n".join(rows) + "\n</table>\n</body></html>\n")
     return TranslateResult(out_dir, len(names), page, metrics, data.extras["notes"])

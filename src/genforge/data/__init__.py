@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import GenforgeError
 from .arrays import load_digits, load_npz

@@ -29,10 +29,11 @@ import torch
 from PIL import Image
 
 from ..errors import GenforgeError
+from ..imageio import IMAGE_SUFFIXES
 from .base import ImageDataset
 from .options import LoadOptions, check_fits_in_memory
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the one list, in imageio
 SPLIT_NAMES = {"train", "val", "valid", "validation", "test"}
 GRAY_MODES = {"1", "L", "LA", "La"}
 COLOR_MODES = {"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import GenforgeError
-from .paired import IMAGE_SUFFIXES
+from ..imageio import IMAGE_SUFFIXES, save_png
 from .transforms import resize_uint8, to_channels
 
 TASKS = ("edges2digits", "inpaint-digits", "colorize")
@@ -105,7 +105,7 @@ def _write_pairs(folder: Path, inputs: torch.Tensor, targets: torch.Tensor) -> i
     folder.mkdir(parents=True, exist_ok=True)
     both = torch.cat([inputs, targets], dim=-1).permute(0, 2, 3, 1).numpy()  # A | B side by side
     for i, array in enumerate(both):
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(folder / f"{i:05d}.png")
+        save_png(array, folder / f"{i:05d}.png")
     return len(both)
 
 

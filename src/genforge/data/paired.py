@@ -19,31 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import GenforgeError
+from ..imageio import image_array, image_files, open_image
 from .base import ImageDataset
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _open(path: Path) -> Image.Image:
-    try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise GenforgeError(f"{path}: not a readable image ({type(exc).__name__}); remove or replace the file") from None
-    return image
-
-
-def _to_array(image: Image.Image, mode: str) -> np.ndarray:
-    """H x W x C uint8 in mode 'L' or 'RGB' (transparency dropped, palettes expanded)."""
-    array = np.asarray(image.convert(mode))
-    return array[..., None] if array.ndim == 2 else array
 
 
 def _mode(images: list[Image.Image]) -> str:
@@ -58,7 +38,7 @@ def read_pairs(folder: str | Path) -> ImageDataset:
                             "or point at a folder of side-by-side pairs or with A/ and B/ subfolders")
     if (folder / "A").is_dir() and (folder / "B").is_dir():
         return _read_two_folders(folder)
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
         raise GenforgeError(f"{folder} holds no images (.png, .jpg, ...) and no A/ and B/ subfolders; "
                             "put side-by-side pairs or A/ and B/ folders there")
@@ -67,7 +47,7 @@ def read_pairs(folder: str | Path) -> ImageDataset:
 
 def read_side_by_side(files: list[Path], name: str = "") -> ImageDataset:
     """Side-by-side pair files (A left, B right): A -> ``images``, B -> ``targets``."""
-    opened = [_open(p) for p in files]
+    opened = [open_image(p) for p in files]
     width, height = opened[0].size
     for path, image in zip(files, opened):
         if image.size != (width, height):
@@ -77,7 +57,7 @@ def read_side_by_side(files: list[Path], name: str = "") -> ImageDataset:
         raise GenforgeError(f"{files[0]}: width {width} is odd, so its A and B halves differ in size; "
                             "a side-by-side pair is two images of equal width")
     mode = _mode(opened)
-    arrays = np.stack([_to_array(im, mode) for im in opened])  # N, H, W, C
+    arrays = np.stack([image_array(im, mode) for im in opened])  # N, H, W, C
     tensor = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
     half = width // 2
     return ImageDataset(tensor[..., :half].contiguous(), name=name, extras={"names": [p.stem for p in files]},
@@ -85,8 +65,8 @@ def read_side_by_side(files: list[Path], name: str = "") -> ImageDataset:
 
 
 def _read_two_folders(folder: Path) -> ImageDataset:
-    a_files = {p.stem: p for p in _image_files(folder / "A")}
-    b_files = {p.stem: p for p in _image_files(folder / "B")}
+    a_files = {p.stem: p for p in image_files(folder / "A")}
+    b_files = {p.stem: p for p in image_files(folder / "B")}
     if not a_files:
         raise GenforgeError(f"{folder / 'A'} holds no images; put the input images there")
     missing = sorted(set(a_files) ^ set(b_files))
@@ -95,8 +75,8 @@ def _read_two_folders(folder: Path) -> ImageDataset:
         raise GenforgeError(f"{folder}: {len(missing)} file name(s) have no partner, e.g. {missing[0]!r} is missing "
                             f"from {side}/; A/ and B/ must hold the same file names")
     names = sorted(a_files)
-    a_images = [_open(a_files[n]) for n in names]
-    b_images = [_open(b_files[n]) for n in names]
+    a_images = [open_image(a_files[n]) for n in names]
+    b_images = [open_image(b_files[n]) for n in names]
     size = a_images[0].size
     for n, a, b in zip(names, a_images, b_images):
         if a.size != b.size:
@@ -106,8 +86,8 @@ def _read_two_folders(folder: Path) -> ImageDataset:
             raise GenforgeError(f"{a_files[n]}: {a.size[0]}x{a.size[1]} but {a_files[names[0]].name} is "
                                 f"{size[0]}x{size[1]}; all pairs must have one size (resize them first)")
     mode = _mode(a_images + b_images)
-    a = torch.from_numpy(np.stack([_to_array(im, mode) for im in a_images])).permute(0, 3, 1, 2).contiguous()
-    b = torch.from_numpy(np.stack([_to_array(im, mode) for im in b_images])).permute(0, 3, 1, 2).contiguous()
+    a = torch.from_numpy(np.stack([image_array(im, mode) for im in a_images])).permute(0, 3, 1, 2).contiguous()
+    b = torch.from_numpy(np.stack([image_array(im, mode) for im in b_images])).permute(0, 3, 1, 2).contiguous()
     return ImageDataset(a, name=str(folder), extras={"names": names}, targets=b)
 
 

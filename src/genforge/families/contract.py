@@ -11,8 +11,9 @@ Signatures (cfg is the resolved RunConfig, nets a dict of named networks on one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -88,7 +89,7 @@ class Family:
     re-estimate batch-norm statistics for averaged weights. Returns the networks to sample with."""
     prepare_data: Callable[[Any, Any], Any] | None = None
     """(dataset, cfg) -> dataset, applied to every split loaded for this family (e.g. splitting pairs)."""
-    check_config: Callable[[Any, "ModelSpec"], None] | None = None
+    check_config: Callable[[Any, ModelSpec], None] | None = None
     """Refuse settings that cannot work together for this model (a GenforgeError)."""
     preview_request: Callable[[Any, Any, torch.device], SampleRequest] = preview_from_noise
     """(cfg, training data, device) -> the fixed request drawn for every training snapshot."""

@@ -12,10 +12,9 @@ From Python::
 from .evaluate import ALL_METRICS, EvalSettings, TrainingEvaluator, evaluate_run
 from .features import Evaluator, FeatureModule, load_evaluator, train_evaluator
 from .inception import FIDInceptionV3, load_inception
-from .prdc import density_coverage, precision_recall, prdc
+from .prdc import density_coverage, prdc, precision_recall
 from .report import evaluate_and_report, write_report
-from .scores import (fid_from_features, frechet_distance, inception_score_from_logits, kid_from_features,
-                     mean_and_covariance)
+from .scores import fid_from_features, frechet_distance, inception_score_from_logits, kid_from_features, mean_and_covariance
 
 __all__ = ["ALL_METRICS", "EvalSettings", "TrainingEvaluator", "evaluate_run", "evaluate_and_report", "write_report",
            "Evaluator", "FeatureModule", "load_evaluator", "train_evaluator", "FIDInceptionV3", "load_inception",

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..conditioning import Condition
 from ..config import METRIC_NAMES
 from ..errors import GenforgeError
-from ..conditioning import Condition
 from ..families.contract import SampleRequest
 from ..families.registry import family_of, load_data
 from ..families.registry import sample as family_sample

@@ -20,6 +20,7 @@ import torch
 from ..imageio import atomic_write_bytes
 from ..rundir import CHECKPOINT_DIR, checkpoint_path, list_checkpoints, load_checkpoint  # noqa: F401
 
+
 def save_checkpoint(path: Path, payload: dict) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)

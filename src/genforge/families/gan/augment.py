@@ -12,7 +12,7 @@ checkpoints, so resuming stays exact). Images are in [-1, 1].
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

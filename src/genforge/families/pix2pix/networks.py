@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ...config import ModelConfig
-from .config import Pix2PixConfig
 from ...errors import GenforgeError
+from .config import Pix2PixConfig
 
 MAX_DEPTH = 8  # 256x256 -> 1x1, the paper's encoder
 

@@ -3,7 +3,7 @@ between two real images, latent traversals and the 2-D latent map.
 
 All functions take a loaded run (``genforge.load_run(dir)``) whose family is "vae". Images go in
 as uint8 (N, C, H, W) tensors (``load_images`` reads PNG/JPEG files) or floats in [0, 1]; images
-come out as floats in [0, 1] on the CPU, ready for ``sampling.save_grid``. A latent code is the
+come out as floats in [0, 1] on the CPU, ready for ``genforge.imageio.save_grid``. A latent code is the
 posterior mean E[z|x] (no sampling), so encoding is deterministic.
 """
 
@@ -13,14 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from ...data import load_split
 from ...errors import GenforgeError
-from ...imageio import save_grid
+from ...imageio import IMAGE_SUFFIXES, atomic_path, image_array, image_files, open_image, save_grid
 from .sample import generate_vae
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def _check_vae(run) -> None:
@@ -34,24 +31,19 @@ def load_images(path: str | Path, channels: int) -> tuple[torch.Tensor, list[Pat
     with `channels` channels (1: luma, 3: RGB). Returns the images and their paths."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(path)
         if not files:
-            raise GenforgeError(f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)}); point --input at images")
+            raise GenforgeError(f"{path} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                "point --input at images")
     elif path.is_file():
         files = [path]
     else:
         raise GenforgeError(f"{path} does not exist; pass an image file or a folder of images to --input")
-    arrays = []
-    for f in files:
-        try:
-            with Image.open(f) as img:
-                arrays.append(np.asarray(img.convert("L" if channels == 1 else "RGB")))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise GenforgeError(f"{f} is not a readable image ({type(exc).__name__}); pass PNG or JPEG files") from None
+    arrays = [image_array(open_image(f), "L" if channels == 1 else "RGB") for f in files]
     sizes = {a.shape[:2] for a in arrays}
     if len(sizes) > 1:
         raise GenforgeError(f"the images in {path} have different sizes {sorted(sizes)}; give images of one size")
-    stacked = np.stack([a if a.ndim == 3 else a[..., None] for a in arrays])
+    stacked = np.stack(arrays)
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous(), files
 
 
@@ -201,13 +193,11 @@ def run_images(run, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def save_latents(z: torch.Tensor, path: str | Path) -> Path:
-    """Save codes as a float32 .npy file (written to a temporary name, then renamed)."""
+    """Save codes as a float32 .npy file (written atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, z.numpy().astype(np.float32))
-    tmp.replace(path)
     return path
 
 

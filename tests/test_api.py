@@ -54,6 +54,7 @@ def test_export_to_safetensors(tmp_path, cli):
     run = genforge.load_run(tmp_path / "gan")
     for key, value in run.generator.state_dict().items():
         assert torch.equal(tensors[f"generator.{key}"], value)  # the EMA generator, recalibrated
+    assert tensors and all(key.startswith("generator.") for key in tensors)  # inference only: no discriminator
     with safe_open(tmp_path / "gan.safetensors", "pt") as f:
         meta = f.metadata()
     assert meta["family"] == "gan" and json.loads(meta["config"])["model"]["name"] == "dcgan"

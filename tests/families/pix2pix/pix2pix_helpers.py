@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-# The shared tiny_config of tests/conftest.py (a conftest cannot be imported by name from a subfolder).
-_spec = importlib.util.spec_from_file_location("_genforge_tests_conftest", Path(__file__).parents[1] / "conftest.py")
-_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_conftest)
-tiny_config = _conftest.tiny_config
+from tests.conftest import tiny_config  # noqa: F401 - tests/conftest.py, re-exported
 
 
 def blobs(n: int, size: int, seed: int, channels: int = 1) -> np.ndarray:

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_side_by_side
 
 from genforge.data import load_dataset
 from genforge.data.make_pairs import digit_edges, make_pairs, mask_squares
 from genforge.data.paired import load_paired, prepare_pairs, read_pairs
 from genforge.errors import GenforgeError
+from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_side_by_side
 
 
 def test_side_by_side_layout_with_splits(tmp_path):

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 from PIL import Image
-from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
 
 from genforge.cli import main
+from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
 
 TRAIN = ("train", "--model", "pix2pix", "--steps", "6", "--batch-size", "4", "--device", "cpu", "--quiet",
          "--set", "model.width=4", "--set", "train.checkpoint_every=6", "--set", "train.sample_every=6")

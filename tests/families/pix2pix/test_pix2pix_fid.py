@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
 
 from genforge.cli import main
 from genforge.families.registry import resolve_config
@@ -14,6 +13,7 @@ from genforge.metrics.features import train_evaluator
 from genforge.run import load_run
 from genforge.training import train
 from genforge.translate import translate_path
+from tests.families.pix2pix.pix2pix_helpers import blobs, save, write_inversion_pairs, write_side_by_side
 
 SIZE = 16
 

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from tests.families.pix2pix.pix2pix_helpers import tiny_config
 
 from genforge.data.paired import jitter_pairs
 from genforge.families.pix2pix.step import pix2pix_generator_objective
 from genforge.losses import generator_loss_non_saturating
 from genforge.nn.schedule import linear_decay_factor
+from tests.families.pix2pix.pix2pix_helpers import tiny_config
 
 
 def _cfg(**pix2pix):

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
 from genforge.errors import GenforgeError
 from genforge.families.registry import resolve_config
 from genforge.training import checkpoint as ckpt
 from genforge.training import train
+from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
 
 def _config(data_dir, steps, every=5, **pix2pix):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 from genforge.cli import main
 from genforge.config import PRESETS
 from genforge.families.registry import resolve_config
 from genforge.training import train
+from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 
 @pytest.fixture(scope="module")

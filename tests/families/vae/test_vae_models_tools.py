@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 from genforge.config import ModelConfig, RunConfig, replace
 from genforge.errors import GenforgeError
@@ -13,6 +12,7 @@ from genforge.families.vae import tools as vae_tools
 from genforge.run import Run, load_run
 from genforge.training import train
 from genforge.training.checkpoint import list_checkpoints, load_checkpoint
+from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 
 @pytest.mark.parametrize("name", ["cvae-mlp", "cvae-conv"])

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 from genforge import losses
 from genforge.conditioning import Batch, Condition
@@ -19,6 +18,7 @@ from genforge.families.vae.config import VAEConfig
 from genforge.families.vae.step import kl_weight_at, vae_step, vae_targets
 from genforge.runtime import Precision
 from genforge.training.optim import make_optimizers
+from tests.families.vae.vae_helpers import one_thread, tiny_config  # noqa: F401 - one_thread: an autouse fixture
 
 
 def test_closed_form_kl_matches_monte_carlo():

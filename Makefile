@@ -26,7 +26,9 @@ demo: $(STAMP)
 	@echo "  DCGAN samples: runs/demo-dcgan/samples-seed0.png (training grids in runs/demo-dcgan/samples/)"
 	@echo "  VAE samples:   runs/demo-vae/samples-seed0.png (training grids in runs/demo-vae/samples/)"
 
+# The linter first (seconds), then the suite.
 test: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest -q -n auto
 
 test-slow: $(STAMP)

@@ -8,6 +8,7 @@ docs/design.md), then one line below (and its config module in families/__init__
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 
 import torch
 
@@ -124,25 +125,28 @@ def inference_networks(family: Family, nets: Networks, averaged: Networks, cfg: 
     return family.prepare_inference(nets, cfg, device) if family.prepare_inference is not None else nets
 
 
-@torch.no_grad()
-def sample(family: Family, nets: Networks, request: SampleRequest, cfg: RunConfig) -> torch.Tensor:
-    """family.sample, in eval mode, restoring each network's training flag afterwards."""
+@contextmanager
+def _modes_kept(nets: Networks):
+    """Restore each network's training flag afterwards (samplers switch to eval mode)."""
     modes = {name: net.training for name, net in nets.items()}
     try:
-        return family.sample(nets, request, cfg)
+        yield
     finally:
         for name, net in nets.items():
             net.train(modes[name])
 
 
+@torch.no_grad()
+def sample(family: Family, nets: Networks, request: SampleRequest, cfg: RunConfig) -> torch.Tensor:
+    """family.sample, in eval mode, restoring each network's training flag afterwards."""
+    with _modes_kept(nets):
+        return family.sample(nets, request, cfg)
+
+
+@torch.no_grad()
 def preview(family: Family, nets: Networks, request: SampleRequest, cfg: RunConfig) -> tuple[torch.Tensor, int]:
-    """The training snapshot's grid images and images per row."""
-    if family.preview is not None:
-        modes = {name: net.training for name, net in nets.items()}
-        try:
-            with torch.no_grad():
-                return family.preview(nets, request, cfg)
-        finally:
-            for name, net in nets.items():
-                net.train(modes[name])
-    return sample(family, nets, request, cfg), 8
+    """The training snapshot's grid images and images per row (default: the samples, 8 per row)."""
+    if family.preview is None:
+        return sample(family, nets, request, cfg), 8
+    with _modes_kept(nets):
+        return family.preview(nets, request, cfg)

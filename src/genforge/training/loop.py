@@ -273,7 +273,9 @@ class _StopFlag:
     def __enter__(self):
         # SIGHUP (the terminal closed) is a stop request like SIGTERM; so is SIGPIPE (stdout's reader
         # went away, e.g. `| head`): Python ignores it by default, and the Reporter raises it on EPIPE.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None), getattr(signal, "SIGPIPE", None)):
+            if sig is None:  # Windows has neither
+                continue
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -281,7 +283,7 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
-        if signum == signal.SIGPIPE and self.signal_name is not None:
+        if signum == getattr(signal, "SIGPIPE", None) and self.signal_name is not None:
             return  # more writes to the closed pipe: already stopping
         if self.signal_name is not None:  # a second signal: stop now, without the checkpoint
             raise KeyboardInterrupt
@@ -344,7 +346,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                     step % cfg.eval.every == 0 or done):
                 reporter.record(step, t.steps, tr.evaluator(tr.inference_networks()))
 
-            # Checkpoint (never over a good one: losses were checked just above).
+            # Checkpoint (never over a good one: losses were checked just above, weights in save_checkpoint).
             if step > start_step and (step % t.checkpoint_every == 0 or stopping):
                 save_checkpoint(tr)
 

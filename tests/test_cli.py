@@ -190,7 +190,7 @@ def assert_user_error(proc, *fragments):
     (["train", "--steps", "ten"], ["invalid int value"]),
     (["train", "--set", "train.lr"], ["section.key=value"]),
     (["train", "--set", "train.nope=1"], ["unknown key(s) ['nope']"]),
-    (["train", "--set", "train.steps=abc"], ["train.steps must be int"]),
+    (["train", "--set", "train.steps=abc"], ["train.steps must be an integer"]),
     (["train", "--preset", "nope"], ["unknown preset"]),
     (["train", "--config", "missing.yaml"], ["does not exist"]),
     (["train", "--data", "mnist", "--data-root", "empty"], ["no train-images-idx3-ubyte"]),

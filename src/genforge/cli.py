@@ -102,8 +102,10 @@ def _cmd_train(args) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     result = train(cfg, out, quiet=args.quiet)
-    if result.stopped_by_signal:
-        return 130 if result.stopped_by_signal == "SIGINT" else 143
+    if result.stopped_by_signal:  # 128 + the signal's number, as a shell reports it: 130 for SIGINT, 143 for SIGTERM
+        import signal
+
+        return 128 + signal.Signals[result.stopped_by_signal].value
     print(f"run: {result.run_dir} (step {result.step})")
     print(f"samples: {result.samples}")
     return 0
@@ -127,6 +129,7 @@ def _add_sample(sub) -> None:
     p.add_argument("--out", default="samples.png", help="PNG file for the grid, or a folder with --separate")
     p.add_argument("--nrow", type=int, default=0, help="images per grid row (default: square)")
     p.add_argument("--separate", action="store_true", help="write one PNG per image into the --out folder")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file even if it is not an image")
     p.add_argument("--truncation", type=float, default=0.0, metavar="T",
                    help="truncation trick: redraw latent values outside [-T, T] (e.g. 0.7; default off)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -148,9 +151,11 @@ def _class_labels(text: str | None):
 def _cmd_sample(args) -> int:
     import torch
 
-    from .imageio import save_grid, save_separate
+    from .imageio import check_overwrite, save_grid, save_separate
     from .run import load_run
 
+    if not args.separate:
+        check_overwrite(args.out, args.force)  # before the model is loaded and sampled
     run = load_run(args.run, device=args.device)
     labels, nrow = None, args.nrow or None
     if args.class_ == "all":
@@ -167,7 +172,7 @@ def _cmd_sample(args) -> int:
         paths = save_separate(images, args.out)
         print(f"wrote {len(paths)} images to {args.out}")
     else:
-        print(f"wrote {save_grid(images, args.out, nrow=nrow)}")
+        print(f"wrote {save_grid(images, args.out, nrow=nrow, force=args.force)}")
     return 0
 
 
@@ -677,6 +682,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genforge: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a read-only folder, a path that is a folder: one line, no traceback
+        print(f"genforge: error: {os_error_text(exc)}", file=sys.stderr)
+        return 2
+
+
+def os_error_text(exc: OSError) -> str:
+    """'PATH: cause; fix' for an error of the operating system."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}{cause}; check the path, its permissions and the free disk space, then rerun"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any
 import yaml
 
 from .errors import GenforgeError
+
+MAX_SEED = 2**32
+"""Seeds are in [0, 2**32): numpy's limit, and small enough that the derived per-step seeds fit torch's."""
 
 
 def check(condition: bool, message: str) -> None:
@@ -138,7 +142,9 @@ class TrainConfig:
         check(self.steps > 0, f"train.steps must be positive, got {self.steps}")
         check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
         check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
-        check(self.lr > 0, f"train.lr must be positive, got {self.lr}; use e.g. 0.0002")
+        check(math.isfinite(self.lr) and self.lr > 0,
+              f"train.lr must be positive and finite, got {self.lr}; use e.g. 0.0002")
+        check(0 <= self.seed < MAX_SEED, f"train.seed must be in [0, 2**32), got {self.seed}; use e.g. 0")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                f"train.betas must be two numbers in [0, 1), got {list(self.betas)}")
         check(0 <= self.momentum < 1, f"train.momentum must be in [0, 1), got {self.momentum}")
@@ -179,6 +185,7 @@ class EvalConfig:
         check(self.every >= 0, f"eval.every must be >= 0 (0 = off), got {self.every}")
         check(self.n_samples >= 2, f"eval.n_samples must be at least 2, got {self.n_samples}; use e.g. 2000")
         check(self.nll_k >= 1, f"eval.nll_k must be positive, got {self.nll_k}")
+        check(0 <= self.seed < MAX_SEED, f"eval.seed must be in [0, 2**32), got {self.seed}; use e.g. 0")
         bad = [m for m in (x.strip() for x in self.metrics.split(",")) if m and m not in METRIC_NAMES]
         check(not bad, f"eval.metrics has unknown metric(s) {', '.join(bad)}; choose from {', '.join(METRIC_NAMES)}")
 
@@ -226,7 +233,7 @@ class RunConfig:
             raise GenforgeError(f"{source}: unknown section(s) {sorted(unknown)}; the sections are {', '.join(SECTIONS)}")
         parts = {}
         for name, sub_cls in SECTIONS.items():
-            section = d.get(name) or {}
+            section = {} if d.get(name) is None else d[name]
             if not isinstance(section, dict):
                 raise GenforgeError(f"{source}: section {name} must be a mapping")
             names = {g.name for g in fields(sub_cls)}
@@ -337,19 +344,34 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
-    """Turn a string from the command line (or a YAML scalar) into the field's type."""
+    """Turn a string from the command line (or a YAML/TOML scalar) into the field's type.
+
+    Every value is type-checked: booleans are not numbers, numbers must be finite, a list or a
+    mapping is never a scalar setting."""
     ftype = {f.name: f.type for f in fields(cls)}[key]
     try:
+        if isinstance(value, (dict, list, type(None))) and not (ftype.startswith("tuple") and isinstance(value, list)):
+            raise ValueError
+        if ftype != "bool" and isinstance(value, bool):
+            raise ValueError
         if ftype == "int":
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
         if ftype == "float":
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if ftype.startswith("tuple"):
             if isinstance(value, str):
                 value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
-            return tuple(float(v) for v in value)
+            if any(isinstance(v, (bool, dict, list)) for v in value):
+                raise ValueError
+            numbers = tuple(float(v) for v in value)
+            if not all(math.isfinite(v) for v in numbers):
+                raise ValueError
+            return numbers
         if ftype == "str":
             return str(value)
         if ftype == "bool":
@@ -358,9 +380,11 @@ def _coerce(cls: type, key: str, value: Any, source: str) -> Any:
             if isinstance(value, (bool, int)) and value in (0, 1):
                 return bool(value)
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        kind = {"int": "an integer", "float": "a finite number", "str": "a string", "bool": "true or false"}.get(
+            ftype, "a list of finite numbers")
         raise GenforgeError(f"{source}: {cls.__name__.replace('Config', '').lower()}.{key} must be "
-                            f"{ftype}, got {value!r}") from None
+                            f"{kind}, got {value!r}") from None
     return value
 
 
@@ -394,7 +418,18 @@ def read_config_file(path: str | Path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise GenforgeError(f"config file {path} must hold a mapping with sections model, data, train")
+    check_sections(data, f"config file {path}")
     return data
+
+
+def check_sections(data: dict, source: str) -> None:
+    """Every section of a config file is a mapping of settings: `model: vae-mlp` or `train: 500`
+    would otherwise be silently replaced by the command line's own (empty) sections."""
+    for name, section in data.items():
+        if section is not None and not isinstance(section, dict):
+            raise GenforgeError(f"{source}: section {name!r} must be a mapping of settings (e.g. "
+                                f"`model: {{name: vae-mlp}}` or `train: {{steps: 500}}`), got {type(section).__name__} "
+                                f"{section!r}; write its settings as keys under it")
 
 
 def parse_override(text: str) -> dict:
@@ -403,7 +438,12 @@ def parse_override(text: str) -> dict:
         raise GenforgeError(f"--set {text!r} must look like section.key=value, e.g. --set train.lr=0.001")
     key, value = text.split("=", 1)
     section, name = key.split(".", 1)
-    return {section.strip(): {name.strip(): yaml.safe_load(value) if value.strip() else ""}}
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise GenforgeError(f"--set {text!r}: the value is not valid YAML; quote it or write a plain number "
+                            "or word, e.g. --set train.lr=0.001") from None
+    return {section.strip(): {name.strip(): parsed}}
 
 
 def _is_zero(value: Any) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,13 +30,47 @@ def image_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and is_image_name(p))
 
 
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
+"""The largest image file genforge reads (checked before reading): a bigger one is refused, not read."""
+EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "La", "RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr",
+                             "LAB", "HSV"})
+"""PIL modes of 8-bit images; 16-bit and float images ('I;16', 'I', 'F') are refused everywhere alike."""
+
+
+def check_image_file(path: str | Path) -> int:
+    """The size of a regular image file no larger than MAX_IMAGE_FILE_BYTES; anything else (a FIFO, a
+    device such as a link to /dev/zero, a huge or sparse file) raises OSError before a byte is read."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError("not a regular file (a FIFO, device or socket); genforge reads only regular files")
+    if info.st_size > MAX_IMAGE_FILE_BYTES:
+        raise OSError(f"{info.st_size / 2**20:.0f} MiB, more than the {MAX_IMAGE_FILE_BYTES >> 20} MiB an image file "
+                      "may have")
+    return info.st_size
+
+
+@contextmanager
+def bomb_checks():
+    """PIL's decompression-bomb limit as an error from its first level (PIL only warns below twice it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode one image file; an unreadable file is a one-line GenforgeError."""
+    """Open and fully decode one 8-bit image file; an unreadable, oversized, non-regular or 16-bit
+    file is a one-line GenforgeError."""
     try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise GenforgeError(f"{path}: not a readable image ({type(exc).__name__}); remove or replace the file") from None
+        check_image_file(path)
+        with bomb_checks():
+            image = Image.open(path)
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise GenforgeError(f"{path}: not a readable image ({reason}); remove or replace the file") from None
+    if image.mode not in EIGHT_BIT_MODES:
+        raise GenforgeError(f"{path}: pixel mode {image.mode} (16-bit or float) is not supported; convert it to 8-bit")
     return image
 
 
@@ -110,9 +146,32 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2, p
     return grid.permute(1, 2, 0).numpy()
 
 
-def save_png(array: np.ndarray, path: str | Path) -> Path:
-    """Save an H x W x C uint8 array as PNG (gray for one channel), creating parent folders."""
+_WRITTEN_MAGIC = (b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
+
+
+def check_overwrite(path: str | Path, force: bool = False) -> None:
+    """Refuse to replace an existing file that is not a PNG or GIF (the images genforge writes), or a
+    folder, unless `force`: `sample --out notes.txt` must not turn a text file into PNG data."""
     path = Path(path)
+    if path.is_dir():
+        raise GenforgeError(f"{path} is a folder; give a file name for the image, e.g. {path / 'samples.png'}")
+    if force or not path.exists():
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else b""
+    except OSError:
+        head = b""
+    if not head.startswith(_WRITTEN_MAGIC):
+        raise GenforgeError(f"{path} exists and is not an image genforge wrote; choose another --out "
+                            "(or pass --force to replace it)")
+
+
+def save_png(array: np.ndarray, path: str | Path, force: bool = False) -> Path:
+    """Save an H x W x C uint8 array as PNG (gray for one channel), creating parent folders. An existing
+    file that is not a PNG or GIF is only replaced with `force` (see check_overwrite)."""
+    path = Path(path)
+    check_overwrite(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode_array = array[..., 0] if array.shape[-1] == 1 else array
     with atomic_path(path) as tmp:
@@ -120,8 +179,8 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
-    return save_png(make_grid(images, nrow), path)
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, force: bool = False) -> Path:
+    return save_png(make_grid(images, nrow), path, force=force)
 
 
 def save_separate(images: torch.Tensor, folder: str | Path, prefix: str = "sample") -> list[Path]:
@@ -134,6 +193,7 @@ def save_gif(images: torch.Tensor, path: str | Path, frame_ms: int = 120, scale:
     """(N, C, H, W) frames ([0, 1] floats or uint8) as a looping animated GIF, each frame shown
     frame_ms milliseconds, enlarged `scale` times (nearest neighbour)."""
     path = Path(path)
+    check_overwrite(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = []
     for img in to_uint8(images):

@@ -10,7 +10,8 @@ from torch import nn
 
 from . import rundir
 from .conditioning import Condition
-from .config import RunConfig
+from .config import MAX_SEED, RunConfig
+from .data.options import MEMORY_FRACTION, available_memory
 from .errors import GenforgeError
 from .families.contract import Family, SampleRequest
 from .families.registry import build_networks, inference_networks, model_spec
@@ -18,6 +19,9 @@ from .families.registry import sample as family_sample
 from .imageio import atomic_path
 from .nn.latents import interpolation_latents
 from .runtime import resolve_device
+
+MAX_IMAGES_PER_CALL = 50_000
+"""The most images one sample or interpolate call draws (they are drawn in one batch)."""
 
 
 @dataclass
@@ -51,6 +55,8 @@ class Run:
         """
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
+        self._check_count(n)
+        self._check_seeds([seed])
         if not self.model_family.from_noise:
             raise GenforgeError(f"{self.run_dir} is an image-to-image ({self.family}) run; it translates images: "
                                 "use genforge translate --run RUN --input IMAGES --out DIR")
@@ -69,6 +75,8 @@ class Run:
             raise GenforgeError(f"interpolation needs at least two seeds, got {len(seeds)}; e.g. --seeds 1,2,3")
         if steps < 2:
             raise GenforgeError(f"interpolation needs at least 2 steps per leg, got {steps}; e.g. --steps 8")
+        self._check_count((len(seeds) - 1) * steps)
+        self._check_seeds(seeds)
         if truncation:
             self._check_truncation(truncation)
         z = interpolation_latents(seeds, steps, self.config.model.latent_dim, truncation or None, self.device)
@@ -115,6 +123,26 @@ class Run:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
         return path
+
+    def _check_count(self, n: int) -> None:
+        """Refuse a number of images this command cannot hold (they are drawn in one batch), before
+        drawing any."""
+        if n > MAX_IMAGES_PER_CALL:
+            raise GenforgeError(f"{n:,} images in one call is more than the {MAX_IMAGES_PER_CALL:,} allowed; "
+                                f"draw them in several calls with different seeds")
+        m = self.config.model
+        need = n * m.channels * m.image_size * m.image_size * 4 * 4  # float images, and room for the work
+        have = available_memory()
+        if have and need > MEMORY_FRACTION * have:
+            raise GenforgeError(f"{n:,} images of {m.channels}x{m.image_size}x{m.image_size} need about "
+                                f"{need / 2**30:.1f} GiB, more than {MEMORY_FRACTION:.0%} of the {have / 2**30:.1f} GiB "
+                                "available; draw fewer at a time")
+
+    @staticmethod
+    def _check_seeds(seeds: list[int]) -> None:
+        bad = [s for s in seeds if not 0 <= s < MAX_SEED]
+        if bad:
+            raise GenforgeError(f"seed {bad[0]} is out of range; seeds are integers in [0, 2**32)")
 
     @staticmethod
     def _check_truncation(truncation: float) -> float:
@@ -170,6 +198,10 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
     except (KeyError, RuntimeError) as exc:
         raise GenforgeError(f"checkpoint of {run_dir} does not match its model ({type(exc).__name__}: "
                             f"{str(exc).splitlines()[0][:100]}); it was written by another version or edited") from None
+    bad = rundir.nonfinite_tensors({name: net.state_dict() for name, net in networks.items()})
+    if bad:
+        raise GenforgeError(f"checkpoint of {run_dir} at step {payload['step']} holds NaN or infinite weights "
+                            f"({bad[0]} and {len(bad) - 1} more); it diverged: train again with a lower --lr")
     for net in networks.values():
         net.to(torch_device).eval().requires_grad_(False)
     networks = inference_networks(family, networks, {}, cfg, torch_device)

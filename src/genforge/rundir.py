@@ -11,6 +11,7 @@ Everything here is read without executing code (YAML safe_load, torch.load(weigh
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -95,3 +96,120 @@ def read_metrics(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+# --- one writer per run directory ------------------------------------------------------------------
+
+_held_locks: dict[str, int] = {}  # real path of a run directory -> the descriptor holding its lock
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Take the exclusive lock of a run directory (creating the folder) for the rest of this process,
+    or until `unlock_run_dir`; a second `genforge train` on the same folder gets a one-line error
+    naming the holder. The lock is flock(2) on the folder itself, so nothing is written for it and
+    the kernel drops it when the holder dies, SIGKILL included. In one process, a new lock on the
+    same folder replaces an old one (a train() that raised never released its own)."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GenforgeError(f"--out {run_dir} is a file, not a folder; choose a new --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = str(run_dir.resolve())
+    unlock_run_dir(run_dir)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise GenforgeError(f"{run_dir} is in use by another genforge train ({holder}); wait for it to finish "
+                            "or stop it, or choose another --out") from None
+    _held_locks[key] = fd
+
+
+def unlock_run_dir(run_dir: Path) -> None:
+    fd = _held_locks.pop(str(Path(run_dir).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    """'PID n' of the process holding the flock on fd's file, from /proc/locks (Linux), else 'another process'."""
+    info = os.fstat(fd)
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii") as f:
+            for line in f:
+                parts = line.split()
+                if "FLOCK" in parts and "->" not in parts and len(parts) >= 6 and parts[5] == wanted:
+                    return f"PID {parts[4]}"
+    except OSError:
+        pass
+    return "another process"
+
+
+# --- checkpoints that belong to the run --------------------------------------------------------------
+
+CHECKPOINT_KEYS = ("step", "config", "networks", "optimizers", "rng")
+
+
+def verify_checkpoint(payload: dict, path: Path, cfg: RunConfig, may_differ: tuple[str, ...] = ()) -> int:
+    """The step of a checkpoint that belongs to the run of `cfg`; a GenforgeError for one that does not:
+    a missing part (networks, optimisers, RNG states), a step that is not its file name's, or a
+    configuration that differs from the run's beyond `may_differ` (a checkpoint of another run)."""
+    from .config import config_diff
+
+    missing = [k for k in CHECKPOINT_KEYS if k not in payload]
+    if missing:
+        raise GenforgeError(f"checkpoint {path} lacks {', '.join(missing)}; it cannot resume this run: move it "
+                            f"out of {path.parent} to resume from the one before")
+    try:
+        saved = RunConfig.from_dict(payload["config"], source=f"checkpoint {path}")
+    except GenforgeError:
+        saved = None
+    conflicts = config_diff(saved, cfg, may_differ) if saved is not None else ["its configuration is unreadable"]
+    if conflicts:
+        raise GenforgeError(f"checkpoint {path} belongs to another run ({'; '.join(conflicts[:2])}); move it out "
+                            f"of {path.parent} to resume this run from the one before")
+    match = _NAME.match(Path(path).name)
+    step = payload["step"]
+    if not isinstance(step, int) or isinstance(step, bool) or (match and int(match.group(1)) != step):
+        raise GenforgeError(f"checkpoint {path} holds step {step!r}, not the step of its name; it was renamed or "
+                            f"copied from another run: move it out of {path.parent}")
+    return step
+
+
+def nonfinite_tensors(states: dict[str, dict]) -> list[str]:
+    """Names ('network.parameter') of the floating-point tensors of some state dicts that hold a NaN or
+    an infinity. One reduction per tensor on its device and a single host synchronisation in all."""
+    names, flags = [], []
+    for owner, state in states.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
+                names.append(f"{owner}.{key}")
+                flags.append(torch.isfinite(value).all())
+    if not flags:
+        return []
+    finite = torch.stack([f.to(flags[0].device) for f in flags]).cpu()
+    return [name for name, ok in zip(names, finite.tolist()) if not ok]
+
+
+# --- what the run was trained on ----------------------------------------------------------------------
+
+def data_fingerprint(images: torch.Tensor, labels: torch.Tensor | None = None,
+                     targets: torch.Tensor | None = None) -> dict:
+    """Count, shape and a cheap hash (of at most 256 images spread over the set, their targets for
+    paired data, and every label) of a dataset, recorded in each checkpoint so that a resume on
+    changed data is noticed."""
+    import hashlib
+
+    n = len(images)
+    picks = torch.linspace(0, n - 1, min(n, 256)).round().long() if n else torch.zeros(0, dtype=torch.long)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(images[picks].contiguous().cpu().numpy().tobytes())
+    if targets is not None:
+        digest.update(targets[picks].contiguous().cpu().numpy().tobytes())
+    if labels is not None:
+        digest.update(labels.cpu().numpy().tobytes())
+    return {"count": n, "shape": list(images.shape[1:]), "hash": digest.hexdigest()}

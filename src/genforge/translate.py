@@ -95,11 +95,18 @@ def _read_inputs(path: Path) -> tuple[list[torch.Tensor], list[str]]:
 
 
 def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
+    """The names made distinct ('a', 'a' -> 'a', 'a-2'), never colliding with another input's own name
+    (a.png, a.jpg and a-2.png give a, a-3, a-2), so no output overwrites another."""
+    taken = set(names)
+    used: set[str] = set()
     out = []
     for n in names:
-        seen[n] = seen.get(n, 0) + 1
-        out.append(n if seen[n] == 1 else f"{n}-{seen[n]}")
+        candidate, k = n, 1
+        while candidate in used or (candidate != n and candidate in taken):
+            k += 1
+            candidate = f"{n}-{k}"
+        used.add(candidate)
+        out.append(candidate)
     return out
 
 

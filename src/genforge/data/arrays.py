@@ -11,6 +11,37 @@ import torch
 from ..errors import GenforgeError
 from .base import ImageDataset
 from .mnist5k import split_indices
+from .options import MEMORY_FRACTION, available_memory
+
+MAX_CLASSES = 100_000
+"""The largest label an npz without class_names may hold (each label value below it gets a name)."""
+
+
+def npz_headers(file: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every array of an .npz, read from the .npy headers only (no data)."""
+    out = {}
+    with zipfile.ZipFile(file) as archive:
+        for member in archive.infolist():
+            if not member.filename.endswith(".npy"):
+                continue
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)  # the header only; no data is read
+            out[member.filename[:-4]] = (tuple(shape), np.dtype(dtype))
+    return out
+
+
+def check_npz_sizes(file: Path, headers: dict, keys: tuple[str, ...]) -> None:
+    """Refuse arrays that would not fit in memory before reading them (a few MB of compressed zeros
+    can declare many GiB)."""
+    need = sum(int(np.prod(headers[k][0], dtype=np.float64)) * headers[k][1].itemsize for k in keys if k in headers)
+    have = available_memory()
+    if have and need > MEMORY_FRACTION * have:
+        raise GenforgeError(f"{file}: its arrays {', '.join(k for k in keys if k in headers)} need {need / 2**30:.1f} GiB "
+                            f"in memory, more than {MEMORY_FRACTION:.0%} of the {have / 2**30:.1f} GiB available; "
+                            "save fewer or smaller images (uint8)")
 
 
 def _as_nchw(x: np.ndarray, path: Path, key: str) -> np.ndarray:
@@ -46,6 +77,9 @@ def load_npz(path: str, split: str) -> ImageDataset:
         raise GenforgeError(f"npz file {file} does not exist; check the path after npz:")
     x_key, y_key = ("x", "y") if split == "train" else (f"x_{split}", f"y_{split}")
     try:
+        headers = npz_headers(file)
+        if x_key in headers:
+            check_npz_sizes(file, headers, (x_key, y_key, "class_names"))
         with np.load(file, allow_pickle=False) as arrays:
             keys = set(arrays.files)
             if x_key not in keys:
@@ -56,6 +90,8 @@ def load_npz(path: str, split: str) -> ImageDataset:
             class_names = [str(c) for c in arrays["class_names"]] if "class_names" in keys else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise GenforgeError(f"{file}: not a readable .npz file ({exc}); save it with numpy.savez") from None
+    if x.size == 0:
+        raise GenforgeError(f"{file}: array {x_key!r} is empty (shape {x.shape}); save at least one image")
     x = _to_uint8(_as_nchw(x, file, x_key), file, x_key)
     if x.shape[-1] != x.shape[-2]:
         raise GenforgeError(f"{file}: images are {x.shape[-1]}x{x.shape[-2]}, not square; crop them before saving")
@@ -67,6 +103,9 @@ def load_npz(path: str, split: str) -> ImageDataset:
         labels = torch.from_numpy(y.astype(np.int64))
         if class_names and len(y) and int(y.max()) >= len(class_names):
             raise GenforgeError(f"{file}: label {int(y.max())} but only {len(class_names)} class_names")
+        if not class_names and len(y) and int(y.max()) >= MAX_CLASSES:
+            raise GenforgeError(f"{file}: label {int(y.max())} without class_names; labels must be class indices "
+                                f"below {MAX_CLASSES:,} (number the classes 0, 1, 2, ... or save class_names)")
         class_names = class_names or [str(c) for c in range(int(y.max()) + 1 if len(y) else 0)]
     return ImageDataset(torch.from_numpy(np.ascontiguousarray(x)), labels, class_names if labels is not None else None,
                         f"npz:{file}/{split}")

@@ -79,22 +79,31 @@ def load_cifar(root: str | Path, split: str, name: str = "cifar10") -> ImageData
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise GenforgeError(f"{path}: 'data' must be a uint8 array of shape (N, 3072); the file is damaged, "
                                 "download it again")
-        if batch_labels is None or len(batch_labels) != len(data):
-            raise GenforgeError(f"{path}: {0 if batch_labels is None else len(batch_labels)} labels for "
-                                f"{len(data)} images; the file is damaged, download it again")
+        try:
+            batch_labels = np.asarray(batch_labels, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            batch_labels = None  # strings, nested lists, numbers out of range: not labels
+        if batch_labels is None or batch_labels.ndim != 1 or len(batch_labels) != len(data):
+            raise GenforgeError(f"{path}: {label_key.decode()!r} must be {len(data)} integer labels, one per image; "
+                                "the file is damaged, download it again")
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch_labels, dtype=np.int64))
+        labels.append(batch_labels)
     class_names = None
     meta_path = folder / meta_file
     if meta_path.is_file():
         names = read_batch(meta_path).get(meta_key.decode())
+        if names is not None and not (isinstance(names, (list, tuple)) and len(names) <= 100_000):
+            raise GenforgeError(f"{meta_path}: {meta_key.decode()!r} must be a list of class names; "
+                                "the file is damaged, download it again")
         if names:
-            class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+            class_names = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
     if class_names is None:
         if name != "cifar10":
             raise GenforgeError(f"{meta_path} is missing; it holds the class names of {name}, download it again")
         class_names = CIFAR10_CLASSES
     all_labels = np.concatenate(labels)
+    if not len(all_labels):
+        raise GenforgeError(f"{folder}: the {split} batches hold no images; the files are damaged, download them again")
     if all_labels.min() < 0 or all_labels.max() >= len(class_names):
         raise GenforgeError(f"{folder}: labels outside 0..{len(class_names) - 1}; the files are damaged")
     return ImageDataset(torch.from_numpy(np.concatenate(images)), torch.from_numpy(all_labels),

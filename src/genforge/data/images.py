@@ -15,9 +15,11 @@ line naming it, or is skipped with a warning when ``skip_bad`` is set.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import multiprocessing
 import os
+import signal
 import sys
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +31,7 @@ import torch
 from PIL import Image
 
 from ..errors import GenforgeError
-from ..imageio import IMAGE_SUFFIXES
+from ..imageio import IMAGE_SUFFIXES, MAX_IMAGE_FILE_BYTES, bomb_checks, check_image_file
 from .base import ImageDataset
 from .options import LoadOptions, check_fits_in_memory
 
@@ -59,17 +61,36 @@ def is_hidden(name: str) -> bool:
 # --- listing -----------------------------------------------------------------------------------------
 
 def list_folder(root: Path) -> list[str]:
-    """Every non-hidden file under root, as sorted POSIX paths relative to root."""
+    """Every non-hidden file under root, as sorted POSIX paths relative to root.
+
+    Symbolic links to folders are followed, but each real folder is walked once: a link loop (or
+    two links to one folder) cannot make the walk repeat itself or grow without end."""
     if not root.exists():
         raise GenforgeError(f"folder {root} does not exist; check the path after folder:")
     if not root.is_dir():
         raise GenforgeError(f"{root} is not a folder; use zip:{root} for an archive or npz:{root} for arrays")
     names = []
+    seen = {_real_dir_key(root)}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            key = _real_dir_key(Path(dirpath) / d)
+            if key is not None and key not in seen:
+                seen.add(key)
+                kept.append(d)
+        dirnames[:] = kept
         rel = Path(dirpath).relative_to(root)
         names.extend((rel / f).as_posix() for f in filenames)
     return sorted(n for n in names if not is_hidden(n))
+
+
+def _real_dir_key(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder a path leads to, None when it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def list_zip(path: Path) -> list[str]:
@@ -123,7 +144,7 @@ def class_labels(names: list[str]) -> tuple[list[int] | None, list[str] | None]:
 def decode_image(raw: bytes, options: LoadOptions) -> np.ndarray:
     """Decode one encoded image into uint8 (H, W, C), converted and resized as `options` ask."""
     try:
-        with Image.open(io.BytesIO(raw)) as img:
+        with bomb_checks(), Image.open(io.BytesIO(raw)) as img:
             img.load()  # decodes everything: a truncated file fails here, not later
             mode = img.mode
             if mode in GRAY_MODES:
@@ -148,7 +169,7 @@ def decode_image(raw: bytes, options: LoadOptions) -> np.ndarray:
             array = np.asarray(img, dtype=np.uint8)
     except BadImage:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadImage(f"not a readable image ({reason})") from None
     return array[:, :, None] if array.ndim == 2 else array
@@ -158,15 +179,23 @@ _open_zips: dict[tuple[int, str], zipfile.ZipFile] = {}
 
 
 def read_member(kind: str, container: str, name: str) -> bytes:
-    """The bytes of one file of a folder or zip (each process keeps its own open ZipFile)."""
+    """The bytes of one file of a folder or zip (each process keeps its own open ZipFile). Only regular
+    files are read, and only after their size (a folder file's, or a zip member's declared size,
+    which zipfile never reads past) is checked against MAX_IMAGE_FILE_BYTES."""
     try:
         if kind == "folder":
-            return (Path(container) / name).read_bytes()
+            path = Path(container) / name
+            check_image_file(path)
+            return path.read_bytes()
         key = (os.getpid(), container)
         if key not in _open_zips:
             _open_zips[key] = zipfile.ZipFile(container)
-        return _open_zips[key].read(name)
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        member = _open_zips[key].getinfo(name)
+        if member.file_size > MAX_IMAGE_FILE_BYTES:
+            raise OSError(f"{member.file_size / 2**20:.0f} MiB uncompressed, more than the "
+                          f"{MAX_IMAGE_FILE_BYTES >> 20} MiB an image file may have")
+        return _open_zips[key].read(member)
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise BadImage(f"cannot be read ({exc})") from None
 
 
@@ -183,6 +212,35 @@ def decode_chunk(kind: str, container: str, items: list[tuple[int, str]], option
         except BadImage as exc:
             bad.append((i, str(exc)))
     return good, bad
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: the kernel kills this worker when its parent dies (SIGKILL included), so no
+    decoder outlives an interrupted load holding memory and the parent's stderr; SIGINT is left to
+    the parent, which stops the pool (see stop_pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def decoder_pool(workers: int) -> ProcessPoolExecutor:
+    """The worker processes that decode image files; they die with this process."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a decoder pool at once: cancel what has not started and kill the running workers."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def worker_count(options: LoadOptions, files: int) -> int:
@@ -250,12 +308,16 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
         collect(decode_chunk(kind, container, items, options))
     else:
         chunk = max(64, len(items) // (workers * 8))
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        pool = decoder_pool(workers)
+        try:
             futures = [pool.submit(decode_chunk, kind, container, items[k:k + chunk], options)
                        for k in range(0, len(items), chunk)]
             for future in futures:
                 collect(future.result())
+        except BaseException:  # SIGINT (KeyboardInterrupt), a failed worker: stop the others now
+            stop_pool(pool)
+            raise
+        pool.shutdown()
 
     for key in [k for k in _open_zips if k[0] == os.getpid()]:  # workers=1 opened it here: close it
         _open_zips.pop(key).close()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import GenforgeError
-from ..imageio import IMAGE_SUFFIXES, save_png
+from ..imageio import IMAGE_SUFFIXES, MAX_IMAGE_FILE_BYTES, bomb_checks, check_image_file, save_png
 from .transforms import resize_uint8, to_channels
 
 TASKS = ("edges2digits", "inpaint-digits", "colorize")
@@ -74,8 +74,13 @@ def _photo_files(source: Path) -> list[tuple[str, bytes | Path]]:
         return [(str(p.relative_to(source)), p) for p in files]
     if source.is_file() and zipfile.is_zipfile(source):
         with zipfile.ZipFile(source) as archive:
-            names = sorted(n for n in archive.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES)
-            return [(n, archive.read(n)) for n in names]
+            members = sorted((m for m in archive.infolist() if Path(m.filename).suffix.lower() in IMAGE_SUFFIXES),
+                             key=lambda m: m.filename)
+            big = [m for m in members if m.file_size > MAX_IMAGE_FILE_BYTES]
+            if big:  # checked from the zip's headers, before reading anything
+                raise GenforgeError(f"{source}: {big[0].filename} is {big[0].file_size / 2**20:.0f} MiB uncompressed, "
+                                    f"more than the {MAX_IMAGE_FILE_BYTES >> 20} MiB an image may have; remove it")
+            return [(m.filename, archive.read(m)) for m in members]
     raise GenforgeError(f"--source {source} is neither a folder of images nor a zip archive; give photographs "
                         "for colorize, e.g. --source ../shared/data/cifar10-jpeg/train.zip")
 
@@ -90,9 +95,12 @@ def _load_photos(source: str, size: int, limit: int, seed: int) -> torch.Tensor:
     images = []
     for name, content in entries:
         try:
-            image = Image.open(io.BytesIO(content) if isinstance(content, bytes) else content)
-            image = image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
+            if not isinstance(content, bytes):
+                check_image_file(content)
+            with bomb_checks():
+                image = Image.open(io.BytesIO(content) if isinstance(content, bytes) else content)
+                image = image.convert("RGB")
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise GenforgeError(f"{source}: {name} is not a readable image ({type(exc).__name__}); remove it") from None
         side = min(image.size)  # centre square, then resize (PIL's antialiased bicubic)
         left, top = (image.size[0] - side) // 2, (image.size[1] - side) // 2

@@ -32,6 +32,10 @@ FEATURE_METRICS = ("fid", "kid", "is", "pr", "acc")
 DEFAULT_EVALUATOR_DIR = Path("evaluators")
 
 
+MAX_EVAL_IMAGES = 200_000
+"""The most images one evaluation generates and compares (their features are held in memory)."""
+
+
 @dataclass
 class EvalSettings:
     """How a run is measured; everything here is written into eval.json's protocol."""
@@ -56,8 +60,11 @@ class EvalSettings:
     """'dynamic', 'threshold' or 'none'; empty = dynamic for Bernoulli decoders, none for Gaussian ones."""
 
     def __post_init__(self) -> None:
-        if self.n < 2:
-            raise GenforgeError(f"--n must be at least 2, got {self.n}")
+        if not 2 <= self.n <= MAX_EVAL_IMAGES:
+            raise GenforgeError(f"--n must be between 2 and {MAX_EVAL_IMAGES:,}, got {self.n:,}; "
+                                "FID is usually reported on 10,000 or 50,000 images")
+        if not 0 <= self.seed < 2**32:
+            raise GenforgeError(f"--seed must be in [0, 2**32), got {self.seed}")
         bad = [m for m in self.metrics if m not in ALL_METRICS]
         if bad:
             raise GenforgeError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(ALL_METRICS)}")

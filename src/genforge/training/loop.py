@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +35,15 @@ from ..rundir import (
     METRICS_FILE,
     averaged_states,
     checkpoint_path,
+    data_fingerprint,
     list_checkpoints,
     load_checkpoint,
+    lock_run_dir,
+    nonfinite_tensors,
     read_saved_config,
     save_config,
+    unlock_run_dir,
+    verify_checkpoint,
 )
 from ..runtime import Precision, compile_networks, resolve_device, resolve_precision, to_channels_last, uses_convolutions
 from .batches import BatchSampler
@@ -106,6 +112,8 @@ class Training:
     resumed: bool = False
     evaluator: object | None = None
     step: int = 0
+    data_fingerprint: dict = field(default_factory=dict)
+    """Count, shape and hash of the training data, recorded in checkpoints (rundir.data_fingerprint)."""
 
     def inference_networks(self) -> dict[str, nn.Module]:
         """The networks to draw pictures with: averages swapped in, prepared by the family."""
@@ -144,7 +152,8 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print) -> Training:
 
         evaluator = TrainingEvaluator(cfg, device)  # loads the evaluator and reference features once
 
-    # The run directory, then what trains in it.
+    # The run directory (locked: one writer at a time), then what trains in it.
+    lock_run_dir(run_dir)
     resumed = prepare_run_dir(run_dir, cfg)
     opts = make_optimizers(cfg, nets)
     averaged = {name: EMA(nets[name], decay) for name, decay in family.averaged(cfg).items() if decay > 0}
@@ -153,7 +162,8 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print) -> Training:
         step_nets=compile_networks(nets, device, log) if t.compile else nets,
         opts=opts, precision=Precision(device, t.precision, list(nets)), sampler=sampler, averaged=averaged,
         state=family.make_state(cfg) if family.make_state is not None else None,
-        preview_request=family.preview_request(cfg, data, device), resumed=resumed, evaluator=evaluator)
+        preview_request=family.preview_request(cfg, data, device), resumed=resumed, evaluator=evaluator,
+        data_fingerprint=data_fingerprint(data.images, data.labels, data.targets))
 
 
 def load_newest_checkpoint(tr: Training) -> int:
@@ -161,21 +171,44 @@ def load_newest_checkpoint(tr: Training) -> int:
     checkpoints = list_checkpoints(tr.run_dir)
     if not (tr.resumed and checkpoints):
         return 0
-    payload = load_checkpoint(checkpoints[-1][1], map_location=tr.device)
-    for name, net in tr.nets.items():
-        net.load_state_dict(payload["networks"][name])
-    for name, opt in tr.opts.items():
-        opt.load_state_dict(payload["optimizers"][name])
-    for name, state in averaged_states(payload, tuple(tr.averaged)).items():
-        tr.averaged[name].load_state_dict(state)
-    if tr.state is not None:
-        tr.state.load_state_dict(payload.get("family_state") or {})
-    tr.precision.load_state_dict(payload.get("scalers", {}))
-    restore_rng_state(payload["rng"])
-    return int(payload["step"])
+    path = checkpoints[-1][1]
+    payload = load_checkpoint(path, map_location=tr.device)
+    step = verify_checkpoint(payload, path, tr.cfg, RESUMABLE_CHANGES)  # it belongs to this run
+    warn_if_data_changed(payload, tr)
+    try:
+        for name, net in tr.nets.items():
+            net.load_state_dict(payload["networks"][name])
+        for name, opt in tr.opts.items():
+            opt.load_state_dict(payload["optimizers"][name])
+        for name, state in averaged_states(payload, tuple(tr.averaged)).items():
+            tr.averaged[name].load_state_dict(state)
+        if tr.state is not None:
+            tr.state.load_state_dict(payload.get("family_state") or {})
+        tr.precision.load_state_dict(payload.get("scalers", {}))
+        restore_rng_state(payload["rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:100] if str(exc).strip() else type(exc).__name__
+        raise GenforgeError(f"checkpoint {path} does not fit this run's networks ({reason}); move it out of "
+                            f"{path.parent} to resume from the one before") from None
+    return step
+
+
+def warn_if_data_changed(payload: dict, tr: Training) -> None:
+    """One warning line when the data differs from the data the checkpoint was trained on."""
+    saved = payload.get("data")
+    if saved and saved != tr.data_fingerprint:
+        print(f"genforge: warning: the data of {tr.run_dir} changed since its checkpoint (then {saved['count']} "
+              f"images {saved['shape']}, now {tr.data_fingerprint['count']} {tr.data_fingerprint['shape']}, "
+              "hash differs); resuming on the new data", file=sys.stderr, flush=True)
 
 
 def save_checkpoint(tr: Training) -> Path:
+    # Never save non-finite weights: the losses are checked at the report before a checkpoint, but
+    # the last update of the window is not in them. One reduction per tensor, one synchronisation.
+    bad = nonfinite_tensors({**{n: net.state_dict() for n, net in tr.nets.items()},
+                             **{f"ema.{n}": ema.model.state_dict() for n, ema in tr.averaged.items()}})
+    if bad:
+        raise GenforgeError(_diverged_message(tr.run_dir, tr.step, [f"weights ({bad[0]} and {len(bad) - 1} more)"]))
     payload = {
         "format": "genforge-checkpoint", "version": __version__, "step": tr.step, "family": tr.family.name,
         "config": tr.cfg.to_dict(),
@@ -185,11 +218,14 @@ def save_checkpoint(tr: Training) -> Path:
         "family_state": tr.state.state_dict() if tr.state is not None else None,
         "scalers": tr.precision.state_dict(),
         "rng": capture_rng_state(),
+        "data": tr.data_fingerprint,
     }
     path = checkpoint_path(tr.run_dir, tr.step)
     path.parent.mkdir(exist_ok=True)
     write_checkpoint(path, payload)
-    for _, old in list_checkpoints(tr.run_dir)[:-tr.cfg.train.keep_checkpoints]:
+    # Prune older checkpoints only: one numbered after this step is not this run's to delete.
+    older = [p for s, p in list_checkpoints(tr.run_dir) if s <= tr.step]
+    for old in older[:-tr.cfg.train.keep_checkpoints]:
         old.unlink()
     return path
 
@@ -235,7 +271,11 @@ class _StopFlag:
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP (the terminal closed) is a stop request like SIGTERM; so is SIGPIPE (stdout's reader
+        # went away, e.g. `| head`): Python ignores it by default, and the Reporter raises it on EPIPE.
+        for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None), getattr(signal, "SIGPIPE", None)):
+            if sig is None:  # Windows has neither
+                continue
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: leave signals alone
@@ -243,6 +283,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum, frame):
+        if signum == getattr(signal, "SIGPIPE", None) and self.signal_name is not None:
+            return  # more writes to the closed pipe: already stopping
         if self.signal_name is not None:  # a second signal: stop now, without the checkpoint
             raise KeyboardInterrupt
         self.signal_name = signal.Signals(signum).name
@@ -304,7 +346,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                     step % cfg.eval.every == 0 or done):
                 reporter.record(step, t.steps, tr.evaluator(tr.inference_networks()))
 
-            # Checkpoint (never over a good one: losses were checked just above).
+            # Checkpoint (never over a good one: losses were checked just above, weights in save_checkpoint).
             if step > start_step and (step % t.checkpoint_every == 0 or stopping):
                 save_checkpoint(tr)
 
@@ -329,6 +371,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
             reporter.advance(1)
 
     reporter.close()
+    unlock_run_dir(run_dir)
     result.step, result.samples = tr.step, last_sample or (run_dir / "samples" / "latest.png")
     if done:
         result.test = end_of_run_test(tr, log_record=tr.step > start_step)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -41,7 +43,7 @@ class Reporter:
         if self.bar is not None:
             self.bar.set_postfix_str(format_values(values), refresh=True)
         else:
-            print(f"step {step}/{total}  {format_values(values)}", flush=True)
+            self._print(f"step {step}/{total}  {format_values(values)}")
 
     def message(self, text: str) -> None:
         if self.quiet:
@@ -49,7 +51,19 @@ class Reporter:
         if self.bar is not None:
             self.bar.write(text)
         else:
+            self._print(text)
+
+    def _print(self, text: str) -> None:
+        """A line on stdout. When stdout's reader has gone (`genforge train ... | head`), the rest of
+        the output goes to /dev/null and SIGPIPE asks the training loop to checkpoint and stop."""
+        try:
             print(text, flush=True)
+        except BrokenPipeError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())  # also what is left in the buffer, and the flush at exit
+            os.close(null)
+            self.quiet = True
+            signal.raise_signal(signal.SIGPIPE)
 
     def close(self) -> None:
         if self.bar is not None:

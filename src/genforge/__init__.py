@@ -27,6 +27,8 @@ _API = {
     "resolve_config": "families.registry",
     "train": "training.loop",
     "load_run": "run",
+    "load_exported": "run",
+    "export_run": "export",
     "Run": "run",
     "save_grid": "imageio",
     "Condition": "conditioning",

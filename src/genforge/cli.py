@@ -316,18 +316,33 @@ def _cmd_interpolate(args) -> int:
 # --- export ---------------------------------------------------------------------------------------
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a run's inference weights as a .safetensors file (no pickle)",
+    p = sub.add_parser("export", help="write a run's inference networks as safetensors, ONNX or torch.export files",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=_examples("genforge export --run runs/dcgan --out dcgan.safetensors"))
+                       description="Write the inference networks only (no discriminator), in eval mode, with "
+                                   "export.json, config.yaml and model_card.md, into the folder --out. "
+                                   "genforge sample --run DIR samples from a safetensors export.",
+                       epilog=_examples("genforge export --run runs/dcgan --format safetensors --out exports/dcgan",
+                                        "genforge export --run runs/dcgan --format onnx --out exports/dcgan-onnx",
+                                        "genforge export --run runs/vae --format torch-export --out exports/vae-pt2",
+                                        "genforge export --run runs/dcgan --out dcgan.safetensors   (one file, no card)"))
     p.add_argument("--run", required=True, help="run directory written by genforge train")
-    p.add_argument("--out", required=True, help="output file, ending in .safetensors")
+    p.add_argument("--out", required=True, help="folder for the export (or, without --format, a .safetensors file)")
+    p.add_argument("--format", choices=["safetensors", "onnx", "torch-export"],
+                   help="safetensors (weights, loadable by genforge.load_exported), onnx, torch-export (.pt2)")
+    p.add_argument("--force", action="store_true", help="replace the export already in --out")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
     from .run import load_run
 
-    print(f"wrote {load_run(args.run).export(args.out)}")
+    if args.format is None and Path(args.out).suffix:
+        print(f"wrote {load_run(args.run, device='cpu').export(args.out)}")
+        return 0
+    from .export import export_run
+
+    done = export_run(load_run(args.run, device="cpu"), args.out, args.format or "safetensors", force=args.force)
+    print(f"wrote a {done.format} export to {done.folder}: {', '.join(done.files)}")
     return 0
 
 

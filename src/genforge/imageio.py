@@ -44,6 +44,12 @@ def image_array(image: Image.Image, mode: str) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a unique temporary path beside `path`; on success it is fsync'ed and renamed over `path`
@@ -51,6 +57,7 @@ def atomic_path(path: str | Path):
     On an error the temporary file is removed and `path` is untouched."""
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the mode open() would give
     os.close(fd)
     tmp = Path(name)
     try:

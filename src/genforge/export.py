@@ -86,14 +86,14 @@ def export_run(run: Run, out_dir: str | Path, fmt: str = "safetensors", force: b
     config = run.config.to_dict()
     atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     atomic_write_text(out / "model_card.md", model_card(run, fmt, files, graphs))
-    files += ["config.yaml", "model_card.md"]
+    files += ["config.yaml", "model_card.md", EXPORT_FILE]
     info = {"format": fmt, "genforge": __version__, "family": run.family, "model": run.config.model.name,
             "step": run.step, "files": files, "config": config,
             "graphs": {name: {"inputs": {k: {"shape": ["batch", *v.shape[1:]], "dtype": str(v.dtype).removeprefix("torch.")}
                                          for k, v in graph.inputs.items()},
                               "output": graph.output} for name, graph in graphs.items()}}
     atomic_write_text(out / EXPORT_FILE, json.dumps(info, indent=2) + "\n")
-    return Export(out, fmt, files + [EXPORT_FILE])
+    return Export(out, fmt, files)
 
 
 def _write_safetensors(run: Run, out: Path) -> str:
@@ -174,7 +174,7 @@ def model_card(run: Run, fmt: str, files: list[str], graphs: dict[str, Graph]) -
              f"- family `{run.family}`, model `{m.name}`, {m.image_size}x{m.image_size} pixels, {m.channels} channel(s)"
              + (f", latent size {m.latent_dim}" if m.latent_dim else "")
              + (f", {m.num_classes} classes" if m.num_classes else ""),
-             f"- networks exported: {', '.join(run.model_family.inference)} (eval mode; averaged weights where the run kept them)",
+             f"- networks exported: {', '.join(run.model_family.inference)} (eval mode; averaged weights where kept)",
              f"- format `{fmt}`: {', '.join(files)}", "",
              "## Data and training",
              f"- data `{cfg.data.name}`, {run.step} training steps of batch {cfg.train.batch_size}, seed {cfg.train.seed}",

@@ -57,11 +57,12 @@ def atomic_path(path: str | Path):
     On an error the temporary file is removed and `path` is untouched."""
     path = Path(path)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the mode open() would give
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes 0600 (and some writers recreate the file): give it the mode open() would give
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

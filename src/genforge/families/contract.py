@@ -76,7 +76,11 @@ class Graph:
     inputs: dict[str, torch.Tensor]
     """Example inputs by name (a batch of 2), in argument order; their dtypes and shapes are the contract."""
     output: str = "images"
-    """Name of the output (images are floats in [0, 1], (N, C, H, W))."""
+    """Name of the output (images are floats in [0, 1], (N, C, H, W)); not the name of an input."""
+
+    def __post_init__(self):
+        if self.output in self.inputs:
+            raise ValueError(f"graph output {self.output!r} has the name of an input; ONNX needs distinct names")
 
 
 SERVE_CONTROLS = ("seed", "truncation", "interpolate", "image")

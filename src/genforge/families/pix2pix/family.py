@@ -46,14 +46,14 @@ class Translate(nn.Module):
         super().__init__()
         self.generator = generator
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.generator(images * 2 - 1).float().add(1).mul(0.5).clamp(0, 1)
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        return self.generator(source * 2 - 1).float().add(1).mul(0.5).clamp(0, 1)
 
 
 def graphs(nets, cfg) -> dict[str, Graph]:
     m = cfg.model
     return {"translate": Graph(Translate(nets["generator"]).eval(),
-                               {"images": torch.rand(2, m.channels, m.image_size, m.image_size)})}
+                               {"source": torch.rand(2, m.channels, m.image_size, m.image_size)})}
 
 
 PIX2PIX = Family(

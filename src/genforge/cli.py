@@ -346,6 +346,36 @@ def _cmd_export(args) -> int:
     return 0
 
 
+# --- serve ----------------------------------------------------------------------------------------
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="a web page and a JSON API that draw images from trained runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a page (and the JSON API under /api/) that draws samples, animations between seeds, "
+                    "or translations of an uploaded image, as each run's family offers. Loopback only unless "
+                    "--host says otherwise. Needs the web extra: pip install 'genforge[web]'.",
+        epilog=_examples("genforge serve --run runs/demo-dcgan",
+                         "genforge serve --run runs/dcgan --run runs/vae --port 8000",
+                         "genforge serve --run exports/dcgan   (a safetensors export)"))
+    p.add_argument("--run", action="append", required=True, help="run directory or safetensors export (repeatable)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
+    p.add_argument("--queue", type=int, default=8, help="requests that may wait for the model; more get 503 (default 8)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    from .web import serve
+
+    serve(args.run, host=args.host, port=args.port, device=args.device, max_images=args.max_images,
+          queue=args.queue, threads=args.threads)
+    return 0
+
+
 # --- info -------------------------------------------------------------------------------------------
 
 def _add_info(sub) -> None:
@@ -671,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interpolate(sub)
     _add_info(sub)
     _add_export(sub)
+    _add_serve(sub)
     _add_translate(sub)
     _add_data(sub)
     _add_train_evaluator(sub)

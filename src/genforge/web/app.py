@@ -22,6 +22,7 @@ import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -241,5 +242,5 @@ def _model_input(data: bytes, run: Run, limits: Limits) -> torch.Tensor:
     left, top = (image.width - side) // 2, (image.height - side) // 2
     image = image.convert("L" if m.channels == 1 else "RGB").crop((left, top, left + side, top + side))
     image = image.resize((m.image_size, m.image_size), Image.BICUBIC)
-    array = image_array(image, "L" if m.channels == 1 else "RGB")
+    array = np.array(image_array(image, "L" if m.channels == 1 else "RGB"))  # writable, for torch
     return torch.from_numpy(array).permute(2, 0, 1)[None].contiguous()

@@ -150,13 +150,19 @@ def test_export_cli_and_sample_from_the_export(runs, cli, tmp_path):
     assert "safetensors export" in out.stdout
     again = cli("export", "--run", run_dir, "--format", "safetensors", "--out", tmp_path / "e")
     assert again.returncode == 2 and "already holds an export" in again.stderr and "--force" in again.stderr
-    assert cli("export", "--run", run_dir, "--format", "torch-export", "--out", tmp_path / "e", "--force",
-               check=True).returncode == 0
-    files = json.loads((tmp_path / "e" / "export.json").read_text())["files"]
-    assert sorted(os.listdir(tmp_path / "e")) == sorted(files)  # the replaced safetensors file is gone
-    cli("export", "--run", run_dir, "--format", "safetensors", "--out", tmp_path / "e", "--force", check=True)
     sampled = cli("sample", "--run", tmp_path / "e", "--n", "4", "--class", "2", "--out", tmp_path / "s.png")
     assert sampled.returncode == 0 and (tmp_path / "s.png").is_file(), sampled.stderr
+
+
+def test_force_replaces_an_export_without_stale_files(runs, tmp_path):
+    run = runs["cdcgan"]
+    export_run(run, tmp_path / "e", "safetensors")
+    export_run(run, tmp_path / "e", "torch-export", force=True)
+    files = json.loads((tmp_path / "e" / "export.json").read_text())["files"]
+    assert sorted(os.listdir(tmp_path / "e")) == sorted(files) and "model.safetensors" not in files
+    export_run(run, tmp_path / "e", "safetensors", force=True)
+    assert "generate.pt2" not in os.listdir(tmp_path / "e")
+    assert genforge.load_exported(tmp_path / "e").step == run.step
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,10 +10,13 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch is installed first, by itself and pinned, so that nothing can pull a CUDA build.
+# The web, onnx and browser extras (about 300 MB: playwright 165, onnxruntime 68, onnx 31) are
+# installed too, so that `make test` runs the web, export and browser tests; the browser tests
+# also need the system's chromium (apt-get install -y chromium) and are skipped without it.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,web,onnx,browser]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -204,3 +204,11 @@ def test_import_genforge_does_not_import_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_only_the_cli_imports_the_web_app():
+    """genforge.web is an entry point (it needs the optional web extra): the library never imports it."""
+    for module, targets in graph().items():
+        if module.split(".")[1:2] in (["web"], ["cli"]):
+            continue
+        assert not [t for t in targets if t.split(".")[1:2] == ["web"]], f"{module} imports genforge.web"

@@ -7,6 +7,8 @@ From Python::
     genforge.train(cfg, "runs/vae")
     images = genforge.load_run("runs/vae").sample(16, seed=0)   # (16, 1, 28, 28) in [0, 1]
     genforge.save_grid(images, "grid.png")
+    genforge.export_run(genforge.load_run("runs/vae"), "exports/vae")          # safetensors + model card
+    genforge.load_exported("exports/vae").sample(16, seed=0)                   # no run directory needed
 
 The public names are imported on first use, so `import genforge` (and `genforge --help`) does not
 import torch.
@@ -27,6 +29,8 @@ _API = {
     "resolve_config": "families.registry",
     "train": "training.loop",
     "load_run": "run",
+    "load_exported": "run",
+    "export_run": "export",
     "Run": "run",
     "save_grid": "imageio",
     "Condition": "conditioning",

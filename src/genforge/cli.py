@@ -321,18 +321,63 @@ def _cmd_interpolate(args) -> int:
 # --- export ---------------------------------------------------------------------------------------
 
 def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="write a run's inference weights as a .safetensors file (no pickle)",
+    p = sub.add_parser("export", help="write a run's inference networks as safetensors, ONNX or torch.export files",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=_examples("genforge export --run runs/dcgan --out dcgan.safetensors"))
+                       description="Write the inference networks only (no discriminator), in eval mode, with "
+                                   "export.json, config.yaml and model_card.md, into the folder --out. "
+                                   "genforge sample --run DIR samples from a safetensors export.",
+                       epilog=_examples("genforge export --run runs/dcgan --format safetensors --out exports/dcgan",
+                                        "genforge export --run runs/dcgan --format onnx --out exports/dcgan-onnx",
+                                        "genforge export --run runs/vae --format torch-export --out exports/vae-pt2",
+                                        "genforge export --run runs/dcgan --out dcgan.safetensors   (one file, no card)"))
     p.add_argument("--run", required=True, help="run directory written by genforge train")
-    p.add_argument("--out", required=True, help="output file, ending in .safetensors")
+    p.add_argument("--out", required=True, help="folder for the export (or, without --format, a .safetensors file)")
+    p.add_argument("--format", choices=["safetensors", "onnx", "torch-export"],
+                   help="safetensors (weights, loadable by genforge.load_exported), onnx, torch-export (.pt2)")
+    p.add_argument("--force", action="store_true", help="replace the export already in --out")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
     from .run import load_run
 
-    print(f"wrote {load_run(args.run).export(args.out)}")
+    if args.format is None and Path(args.out).suffix:
+        print(f"wrote {load_run(args.run, device='cpu').export(args.out)}")
+        return 0
+    from .export import export_run
+
+    done = export_run(load_run(args.run, device="cpu"), args.out, args.format or "safetensors", force=args.force)
+    print(f"wrote a {done.format} export to {done.folder}: {', '.join(done.files)}")
+    return 0
+
+
+# --- serve ----------------------------------------------------------------------------------------
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="a web page and a JSON API that draw images from trained runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a page (and the JSON API under /api/) that draws samples, animations between seeds, "
+                    "or translations of an uploaded image, as each run's family offers. Loopback only unless "
+                    "--host says otherwise. Needs the web extra: pip install 'genforge[web]'.",
+        epilog=_examples("genforge serve --run runs/demo-dcgan",
+                         "genforge serve --run runs/dcgan --run runs/vae --port 8000",
+                         "genforge serve --run exports/dcgan   (a safetensors export)"))
+    p.add_argument("--run", action="append", required=True, help="run directory or safetensors export (repeatable)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
+    p.add_argument("--queue", type=int, default=8, help="requests that may wait for the model; more get 503 (default 8)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    from .web import serve
+
+    serve(args.run, host=args.host, port=args.port, device=args.device, max_images=args.max_images,
+          queue=args.queue, threads=args.threads)
     return 0
 
 
@@ -661,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interpolate(sub)
     _add_info(sub)
     _add_export(sub)
+    _add_serve(sub)
     _add_translate(sub)
     _add_data(sub)
     _add_train_evaluator(sub)

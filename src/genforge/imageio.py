@@ -80,6 +80,12 @@ def image_array(image: Image.Image, mode: str) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a unique temporary path beside `path`; on success it is fsync'ed and renamed over `path`
@@ -91,6 +97,8 @@ def atomic_path(path: str | Path):
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes 0600 (and some writers recreate the file): give it the mode open() would give
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -82,6 +82,11 @@ class Run:
         z = interpolation_latents(seeds, steps, self.config.model.latent_dim, truncation or None, self.device)
         return self.generate(z, self.check_labels(len(z), labels))
 
+    @torch.no_grad()
+    def draw(self, request: SampleRequest) -> torch.Tensor:
+        """Images in [0, 1] on the CPU for any request the family takes (e.g. cond.image to translate)."""
+        return family_sample(self.model_family, self.networks, request, self.config).cpu()
+
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] on the CPU from latents z (and checked labels for conditional models)."""
         request = SampleRequest(len(z), cond=Condition(labels=labels), latents=z)
@@ -178,9 +183,11 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
     re-estimated for those weights (see genforge.families.gan.sample.recalibrate_batchnorm).
     """
     run_dir = Path(run_dir)
+    if (run_dir / EXPORT_FILE).is_file():
+        return load_exported(run_dir, device)
     if not (run_dir / rundir.CONFIG_FILE).is_file():
-        raise GenforgeError(f"{run_dir} is not a genforge run directory (no {rundir.CONFIG_FILE}); "
-                            "pass the --out folder of genforge train")
+        raise GenforgeError(f"{run_dir} is not a genforge run directory (no {rundir.CONFIG_FILE}) nor an export "
+                            f"(no {EXPORT_FILE}); pass the --out folder of genforge train or genforge export")
     found = rundir.list_checkpoints(run_dir)
     if checkpoint is None and not found:
         raise GenforgeError(f"{run_dir} has no checkpoint yet; train it with genforge train first")
@@ -206,3 +213,55 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         net.to(torch_device).eval().requires_grad_(False)
     networks = inference_networks(family, networks, {}, cfg, torch_device)
     return Run(run_dir, cfg, family, int(payload["step"]), networks, torch_device)
+
+
+EXPORT_FILE = "export.json"
+"""What marks a folder written by genforge export: format, family, step, files, graphs."""
+WEIGHTS_FILE = "model.safetensors"
+"""The inference networks of a safetensors export, keys `network.parameter`."""
+
+
+def read_export(folder: str | Path) -> dict:
+    """The export.json of a genforge export folder."""
+    import json
+
+    path = Path(folder) / EXPORT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GenforgeError(f"{folder} is not a genforge export (no {EXPORT_FILE}); "
+                            "write one with genforge export --run RUN --format safetensors --out DIR") from None
+    except (OSError, ValueError) as exc:
+        raise GenforgeError(f"cannot read {path} ({exc}); export the run again") from None
+
+
+def load_exported(folder: str | Path, device: str = "cpu") -> Run:
+    """A model written by `genforge export --format safetensors`, loaded for sampling without its
+    run directory or checkpoints: the same `Run` methods (sample, interpolate, encode, ...).
+
+    The weights are the exported inference networks as they were (averaged, batch-norm statistics
+    already re-estimated), so nothing is recomputed here.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    info = read_export(folder)
+    if info.get("format") != "safetensors":
+        raise GenforgeError(f"{folder} holds a {info.get('format')} export; genforge loads safetensors exports "
+                            "(run ONNX files with onnxruntime, .pt2 files with torch.export.load)")
+    try:
+        cfg = RunConfig.from_dict(info["config"], source=f"{folder / EXPORT_FILE}")
+        family = model_spec(cfg.model.name).family
+        tensors = load_file(folder / WEIGHTS_FILE)
+        networks = {name: net for name, net in build_networks(cfg).items() if name in family.inference}
+        for name, net in networks.items():
+            prefix = f"{name}."
+            net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    except (KeyError, RuntimeError, OSError, SafetensorError) as exc:
+        raise GenforgeError(f"export {folder} is incomplete or does not match its model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:100]}); export the run again") from None
+    torch_device = resolve_device(device)
+    for net in networks.values():
+        net.to(torch_device).eval().requires_grad_(False)
+    return Run(folder, cfg, family, int(info.get("step", 0)), networks, torch_device)

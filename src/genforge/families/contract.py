@@ -67,6 +67,29 @@ def preview_from_noise(cfg, data, device: torch.device) -> SampleRequest:
 
 
 @dataclass(frozen=True)
+class Graph:
+    """One inference function of a trained model as a module of plain tensors (what ONNX and
+    torch.export files hold): batch-first inputs and outputs, any batch size, eval mode."""
+
+    module: nn.Module
+    """Called with the inputs in the order of `inputs`; returns the output tensor."""
+    inputs: dict[str, torch.Tensor]
+    """Example inputs by name (a batch of 2), in argument order; their dtypes and shapes are the contract."""
+    output: str = "images"
+    """Name of the output (images are floats in [0, 1], (N, C, H, W)); not the name of an input."""
+
+    def __post_init__(self):
+        if self.output in self.inputs:
+            raise ValueError(f"graph output {self.output!r} has the name of an input; ONNX needs distinct names")
+
+
+SERVE_CONTROLS = ("seed", "truncation", "interpolate", "image")
+"""What a family can offer in the web demo (Family.serves): n images from a seed, the truncation
+trick, an animated walk between two seeds, an uploaded image to translate. A class picker follows
+from the model's conditions. New kinds (prompt, sampler and steps) are added here and in genforge.web."""
+
+
+@dataclass(frozen=True)
 class Family:
     """One model family behind the contract. Only `name`, `step` and `sample` are required."""
 
@@ -105,6 +128,11 @@ class Family:
     """(nets, images, labels, cfg, k, binarize, seed) -> likelihood bounds in nats (the nll metric)."""
     inference: tuple[str, ...] = ("generator",)
     """The networks a trained model needs to make images (what exports hold)."""
+    graphs: Callable[[Networks, Any], dict[str, Graph]] | None = None
+    """(inference networks, cfg) -> the model's inference functions by name ('generate', 'encode', ...),
+    as ONNX and torch.export files hold them; None: the family exports as safetensors only."""
+    serves: tuple[str, ...] = ()
+    """Controls of the web demo for this family (names from SERVE_CONTROLS); () is not served."""
 
 
 @dataclass(frozen=True)

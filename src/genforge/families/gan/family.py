@@ -3,8 +3,11 @@ discriminator. Networks: dcgan.py, mlp.py, resnet.py; step: step.py; sampling: s
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from ...config import check
-from ..contract import Family, ModelSpec, SampleRequest
+from ..contract import Family, Graph, ModelSpec, SampleRequest
 from . import dcgan, mlp, resnet
 from .sample import generate_gan, recalibrate_batchnorm
 from .step import gan_step
@@ -20,6 +23,24 @@ def prepare_inference(nets, cfg, device):
     generator = recalibrate_batchnorm(nets["generator"], cfg.model.latent_dim, device,
                                       num_classes=cfg.model.num_classes)
     return {**nets, "generator": generator}
+
+
+class Generate(nn.Module):
+    """latents (N, latent_dim) [, labels (N,) int64] -> images (N, C, H, W) in [0, 1], as generate_gan."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.generator(*inputs).float().add(1).mul(0.5).clamp(0, 1)
+
+
+def graphs(nets, cfg) -> dict[str, Graph]:
+    inputs = {"latents": torch.randn(2, cfg.model.latent_dim)}
+    if cfg.model.num_classes:
+        inputs["labels"] = torch.arange(2) % cfg.model.num_classes
+    return {"generate": Graph(Generate(nets["generator"]).eval(), inputs)}
 
 
 def check_config(cfg, spec: ModelSpec) -> None:
@@ -45,6 +66,8 @@ GAN = Family(
     learning_rates=lambda cfg: {"discriminator": cfg.gan.lr_d} if cfg.gan.lr_d else {},
     prepare_inference=prepare_inference,
     check_config=check_config,
+    graphs=graphs,
+    serves=("seed", "truncation", "interpolate"),
 )
 
 _BN_D = frozenset({"batchnorm-discriminator"})

@@ -4,11 +4,12 @@ source image (cond.image). Networks: networks.py; step: step.py; inference: tran
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ...conditioning import Condition
 from ...data.paired import prepare_pairs
 from ...errors import GenforgeError
-from ..contract import Family, ModelSpec, SampleRequest
+from ..contract import Family, Graph, ModelSpec, SampleRequest
 from . import networks
 from .step import pix2pix_step
 from .translate import comparison_grid, evaluate_pairs, translate_batch
@@ -38,6 +39,23 @@ def test_metrics(nets, cfg, test, device):
     return evaluate_pairs(nets["generator"], test.images, test.targets, device)
 
 
+class Translate(nn.Module):
+    """source images (N, C, H, W) in [0, 1] -> translated images in [0, 1], as translate_batch (dropout off)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, source: torch.Tensor) -> torch.Tensor:
+        return self.generator(source * 2 - 1).float().add(1).mul(0.5).clamp(0, 1)
+
+
+def graphs(nets, cfg) -> dict[str, Graph]:
+    m = cfg.model
+    return {"translate": Graph(Translate(nets["generator"]).eval(),
+                               {"source": torch.rand(2, m.channels, m.image_size, m.image_size)})}
+
+
 PIX2PIX = Family(
     name="pix2pix",
     section="pix2pix",
@@ -51,6 +69,8 @@ PIX2PIX = Family(
     test_metrics=test_metrics,
     describe_test=lambda v: (f"test L1 {v['l1']:.4f} PSNR {v['psnr']:.2f} dB SSIM {v['ssim']:.4f} "
                              f"(identity mapping: L1 {v['identity_l1']:.4f})"),
+    graphs=graphs,
+    serves=("image",),
 )
 
 # Image-to-image: generator(source) -> image, discriminator(source, image); settings in section pix2pix.

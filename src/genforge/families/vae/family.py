@@ -4,8 +4,11 @@ latent-space tools: tools.py."""
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from ...data.transforms import center_crop
-from ..contract import Family, ModelSpec, SampleRequest
+from ..contract import Family, Graph, ModelSpec, SampleRequest
 from . import conv, mlp
 from .likelihood import vae_likelihood
 from .sample import generate_vae
@@ -35,6 +38,38 @@ def likelihood(nets, images, labels, cfg, k, binarize, seed):
                           decoder_logvar=decoder_log_variance(vae, cfg.vae))
 
 
+class Decode(nn.Module):
+    """latents (N, latent_dim) [, labels (N,) int64] -> decoder means in [0, 1], as generate_vae."""
+
+    def __init__(self, vae: nn.Module, reconstruction: str):
+        super().__init__()
+        self.vae, self.bernoulli = vae, reconstruction == "bernoulli"
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = self.vae.decode(*inputs).float()
+        return torch.sigmoid(x) if self.bernoulli else x.clamp(0, 1)
+
+
+class Encode(nn.Module):
+    """images (N, C, H, W) in [0, 1] [, labels (N,) int64] -> posterior means (N, latent_dim), as tools.encode."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.vae.encode(*inputs)[0].float()
+
+
+def graphs(nets, cfg) -> dict[str, Graph]:
+    m = cfg.model
+    labels = {"labels": torch.arange(2) % m.num_classes} if m.num_classes else {}
+    images = torch.rand(2, m.channels, m.image_size, m.image_size)
+    return {"generate": Graph(Decode(nets["vae"], cfg.vae.reconstruction).eval(),
+                              {"latents": torch.randn(2, m.latent_dim), **labels}),
+            "encode": Graph(Encode(nets["vae"]).eval(), {"images": images, **labels}, output="latents")}
+
+
 VAE = Family(
     name="vae",
     section="vae",
@@ -45,6 +80,8 @@ VAE = Family(
                              f"(reconstruction {v['reconstruction']:.2f}, closed-form KL {v['kl']:.2f})"),
     likelihood=likelihood,
     inference=("vae",),
+    graphs=graphs,
+    serves=("seed", "interpolate"),
 )
 
 # Class-conditional VAEs (Sohn et al. 2015). beta-VAE and IWAE are objectives, not networks:

@@ -159,6 +159,8 @@ def _gaussian(n: int, shape: tuple[int, ...], seed: int, key: int, device) -> to
 def sample(nets, request, cfg) -> torch.Tensor:
     """The family's sampler (Family.sample): images in [0, 1]; fills request.report with the
     sampler, its steps and the network evaluations (nfe)."""
+    if request.truncation:
+        raise GenforgeError("truncation is a latent trick of GANs and VAEs; a diffusion model takes none: drop --truncation")
     o = resolve_options(request.options, cfg)
     net = nets["denoiser"]
     device = next(net.parameters()).device

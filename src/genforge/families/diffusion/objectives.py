@@ -25,7 +25,6 @@ import torch
 from ...conditioning import Condition
 from .config import DiffusionConfig
 
-
 # --- the EDM preconditioning (Karras et al. 2022, table 1) -------------------------------------------
 
 def edm_preconditioning(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:

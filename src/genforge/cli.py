@@ -41,7 +41,7 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", help="named settings to start from (listed by genforge info)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
     p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, "
-                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
+                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, diffusion-unet, cdiffusion-unet")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,

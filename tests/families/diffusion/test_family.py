@@ -172,3 +172,25 @@ def test_cli_sample_reports_nfe(run_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "x.png")]) == 0
     code = main(["sample", "--run", str(run_dir), "--class", "1", "--steps", "2", "--out", str(tmp_path / "y.png")])
     assert code == 0
+
+
+def test_interpolation_is_refused_with_the_fix(run_dir, tmp_path, capsys):
+    code = main(["interpolate", "--run", str(run_dir), "--seeds", "1,2", "--class", "1", "--out", str(tmp_path / "i.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no latent vector" in err and len(err.strip().splitlines()) == 1
+
+
+def test_text_guidance_masks_every_token_for_the_null_condition():
+    cfg = tiny_config("diffusion-unet", diffusion={"text_dim": 6, "cond_dropout": 0.1})
+    torch.manual_seed(0)
+    net = UNet(1, 8, 8, (1, 2), 1, (4,), 0.0, context_dim=6).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3) if p.dim() == 1 and p.numel() == 2 * 8 else None
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor(2.0)
+    text = torch.randn(2, 3, 6)
+    cond = Condition(text=text)  # no mask: every token is real
+    conditional = denoise(net, x, sigma, Condition(text=text, text_mask=torch.ones(2, 3, dtype=torch.bool)), cfg.diffusion)
+    null = denoise(net, x, sigma, Condition(text=text, text_mask=torch.zeros(2, 3, dtype=torch.bool)), cfg.diffusion)
+    assert torch.allclose(make_denoiser(net, cond, cfg, 0.0)(x, sigma), conditional)
+    assert torch.allclose(make_denoiser(net, cond, cfg, 1.5)(x, sigma), 2.5 * conditional - 1.5 * null, atol=1e-5)
+    assert not torch.allclose(conditional, null)

@@ -116,8 +116,7 @@ def sigma_grid(sampler: str, steps: int, d) -> torch.Tensor:
 def null_condition(cond: Condition, num_classes: int) -> Condition:
     """The 'no condition' of classifier-free guidance: the null class, and text with every token masked."""
     labels = torch.full_like(cond.labels, num_classes) if cond.labels is not None else None
-    mask = torch.zeros_like(cond.text_mask, dtype=torch.bool) if cond.text is not None and cond.text_mask is not None \
-        else (torch.zeros(cond.text.shape[:2], dtype=torch.bool, device=cond.text.device) if cond.text is not None else None)
+    mask = None if cond.text is None else torch.zeros(cond.text.shape[:2], dtype=torch.bool, device=cond.text.device)
     return Condition(labels=labels, text=cond.text, text_mask=mask)
 
 
@@ -126,6 +125,9 @@ def make_denoiser(net, cond: Condition, cfg, guidance: float):
     classifier-free guided D_w = (1 + w) D(x, c) - w D(x, null) (Ho and Salimans 2022, eq. 6),
     both halves in one network call. w = 0 is exactly the conditional D (no second call)."""
     d = cfg.diffusion
+    if cond.text is not None and cond.text_mask is None:  # every token real, so that the null one can mask them
+        cond = Condition(labels=cond.labels, text=cond.text,
+                         text_mask=torch.ones(cond.text.shape[:2], dtype=torch.bool, device=cond.text.device))
     null = null_condition(cond, cfg.model.num_classes) if guidance > 0 else None
 
     def one(x, sigma, c):
@@ -161,6 +163,9 @@ def sample(nets, request, cfg) -> torch.Tensor:
     sampler, its steps and the network evaluations (nfe)."""
     if request.truncation:
         raise GenforgeError("truncation is a latent trick of GANs and VAEs; a diffusion model takes none: drop --truncation")
+    if request.latents is not None:
+        raise GenforgeError("a diffusion model has no latent vector to give or interpolate; "
+                            "use genforge sample (seeds) or --init PHOTO to edit an image")
     o = resolve_options(request.options, cfg)
     net = nets["denoiser"]
     device = next(net.parameters()).device

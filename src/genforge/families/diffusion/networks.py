@@ -50,20 +50,26 @@ class FourierEmbedding(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """GN-SiLU-conv, + projected embedding, GN-SiLU-dropout-conv, + skip (Ho et al. 2020, appendix B)."""
+    """GN-SiLU-conv, GN modulated by the embedding, SiLU-dropout-conv, + skip (Ho et al. 2020, appendix B,
+    with the adaptive group norm of Dhariwal and Nichol 2021, section 3: GN(h) (1 + scale) + shift).
+
+    Why not DDPM's plain addition of the embedding before the second norm: with narrow CPU widths
+    a group holds a single channel, and group norm then subtracts exactly the per-channel constant
+    that was added, so the block would ignore the noise level and the class."""
 
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int, dropout: float):
         super().__init__()
         self.norm1, self.conv1 = group_norm(in_channels), nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, out_channels)
+        self.emb = nn.Linear(emb_dim, 2 * out_channels)
         self.norm2, self.dropout = group_norm(out_channels), nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.emb(F.silu(emb))[:, :, None, None]
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
         return (self.skip(x) + h) / math.sqrt(2)  # keeps the variance of the sum (EDM's DDPM++ does the same)
 
 

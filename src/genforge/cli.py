@@ -41,7 +41,7 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", help="named settings to start from (listed by genforge info)")
     p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
     p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, "
-                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
+                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, diffusion-unet, cdiffusion-unet")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,
@@ -120,7 +120,11 @@ def _add_sample(sub) -> None:
         epilog=_examples("genforge sample --run runs/dcgan --n 64 --seed 0 --out grid.png",
                          "genforge sample --run runs/cgan-mnist --class all --n 80 --out classes.png",
                          "genforge sample --run runs/cgan-mnist --class 7 --n 64 --truncation 0.7 --out sevens.png",
-                         "genforge sample --run runs/vae --n 100 --separate --out samples/"))
+                         "genforge sample --run runs/vae --n 100 --separate --out samples/",
+                         "genforge sample --run runs/diffusion --sampler heun --steps 18 --out grid.png",
+                         "genforge sample --run runs/cdiffusion --class all --guidance 2 --out classes.png",
+                         "genforge sample --run runs/diffusion --init photo.png --strength 0.5 --n 8 --out edits.png",
+                         "genforge sample --run runs/diffusion --init photo.png --mask mask.png --n 8 --out filled.png"))
     p.add_argument("--run", required=True, help="run directory written by genforge train")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same images")
@@ -133,7 +137,30 @@ def _add_sample(sub) -> None:
     p.add_argument("--truncation", type=float, default=0.0, metavar="T",
                    help="truncation trick: redraw latent values outside [-T, T] (e.g. 0.7; default off)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    diffusion = p.add_argument_group("diffusion models (defaults: the run's diffusion.sampler, steps, eta, guidance)")
+    diffusion.add_argument("--sampler", help="ddpm (ancestral), ddim, heun (EDM) or dpm2m (DPM-Solver++(2M))")
+    diffusion.add_argument("--steps", type=int, help="sampling steps (heun spends 2 x steps - 1 network evaluations)")
+    diffusion.add_argument("--eta", type=float, help="DDIM's eta in [0, 1]: 0 deterministic, 1 DDPM-like noise")
+    diffusion.add_argument("--guidance", type=float, metavar="W",
+                           help="classifier-free guidance weight (0: the conditional model; e.g. 2)")
+    diffusion.add_argument("--init", metavar="PHOTO", help="edit this image (SDEdit; with --mask: inpaint it)")
+    diffusion.add_argument("--strength", type=float,
+                           help="SDEdit: fraction of the sampling redone, in [0, 1] (default 0.5; 1 with --mask)")
+    diffusion.add_argument("--mask", metavar="MASK", help="inpainting: white pixels are redrawn, black ones kept")
     p.set_defaults(func=_cmd_sample)
+
+
+def _read_image(path: str | None, mode: str):
+    """An image file as uint8 (C, H, W) in mode 'L' or 'RGB', or None."""
+    import torch
+
+    from .imageio import image_array, open_image
+
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise GenforgeError(f"{path} does not exist; give an image file")
+    return torch.from_numpy(image_array(open_image(path), mode).copy()).permute(2, 0, 1).contiguous()
 
 
 def _class_labels(text: str | None):
@@ -167,12 +194,17 @@ def _cmd_sample(args) -> int:
         args.n = len(labels)
     else:
         labels = _class_labels(args.class_)
-    images = run.sample(args.n, seed=args.seed, labels=labels, truncation=args.truncation)
+    mode = "L" if run.config.model.channels == 1 else "RGB"
+    options = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance,
+               "init": _read_image(args.init, mode), "strength": args.strength, "mask": _read_image(args.mask, "L")}
+    images = run.sample(args.n, seed=args.seed, labels=labels, truncation=args.truncation, **options)
+    report = run.last_report
+    about = f" ({', '.join(f'{k} {v}' for k, v in report.items())})" if report else ""
     if args.separate:
         paths = save_separate(images, args.out)
-        print(f"wrote {len(paths)} images to {args.out}")
+        print(f"wrote {len(paths)} images to {args.out}{about}")
     else:
-        print(f"wrote {save_grid(images, args.out, nrow=nrow, force=args.force)}")
+        print(f"wrote {save_grid(images, args.out, nrow=nrow, force=args.force)}{about}")
     return 0
 
 

@@ -327,6 +327,43 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"steps": 9000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999]},
         "gan": {"loss": "non-saturating", "ema_decay": 0.999, "acgan_weight": 1.0},
     },
+    # Diffusion presets (docs/diffusion.md lists them with their sources). EDM objective and Heun
+    # sampler (Karras et al. 2022) with DDPM's U-Net (Ho et al. 2020, appendix B) narrowed for CPUs.
+    "diffusion-mnist": {  # CPU-sized: width 32, one block per level, attention at 7x7; EMA half-life 10k images
+        "model": {"name": "diffusion-unet", "width": 32},
+        "data": {"name": "mnist"},
+        "train": {"steps": 20000, "batch_size": 64, "lr": 5e-4, "betas": [0.9, 0.999]},
+        "diffusion": {"channel_mult": "1,2,2", "res_blocks": 1, "attention_resolutions": "7", "dropout": 0.1,
+                      "ema_halflife_images": 10000, "sampler": "heun", "steps": 18},
+    },
+    "cdiffusion-mnist": {  # the same, class-conditional, condition dropout 0.1 for guidance (Ho and Salimans 2022)
+        "model": {"name": "cdiffusion-unet", "width": 32},
+        "data": {"name": "mnist"},
+        "train": {"steps": 20000, "batch_size": 64, "lr": 5e-4, "betas": [0.9, 0.999]},
+        "diffusion": {"channel_mult": "1,2,2", "res_blocks": 1, "attention_resolutions": "7", "dropout": 0.1,
+                      "ema_halflife_images": 10000, "cond_dropout": 0.1, "sampler": "heun", "steps": 18},
+    },
+    "diffusion-cifar": {  # CPU-sized CIFAR-10 (use --data zip:.../train.zip): width 64, attention at 8x8, flips
+        "model": {"name": "diffusion-unet", "width": 64},
+        "data": {"name": "cifar10", "hflip": True},
+        "train": {"steps": 50000, "batch_size": 64, "lr": 5e-4, "betas": [0.9, 0.999]},
+        "diffusion": {"channel_mult": "1,2,2", "res_blocks": 1, "attention_resolutions": "8", "dropout": 0.1,
+                      "ema_halflife_images": 50000, "sampler": "heun", "steps": 18},
+    },
+    # EDM's CIFAR-10 configuration for GPUs (Karras et al. 2022, appendix F.2 and table 7, the DDPM++
+    # network at 32x32, unconditional): 128 channels x (2, 2, 2), 4 blocks per level, attention at 16,
+    # dropout 0.13, batch 512, Adam lr 1e-3 ramped up over 10M images, EMA half-life 0.5M images,
+    # 200M images (390,625 steps), x-flips; Heun with 18 steps (35 NFE). Not reproduced: the paper's
+    # non-leaking geometric augmentation and its DDPM++ details (resampling filters, skip scaling).
+    "edm-cifar": {
+        "model": {"name": "diffusion-unet", "width": 128},
+        "data": {"name": "cifar10", "hflip": True},
+        "train": {"steps": 390625, "batch_size": 512, "lr": 1e-3, "betas": [0.9, 0.999], "log_every": 100,
+                  "sample_every": 10000, "checkpoint_every": 5000},
+        "diffusion": {"objective": "edm", "channel_mult": "2,2,2", "res_blocks": 4, "attention_resolutions": "16",
+                      "dropout": 0.13, "ema_halflife_images": 500000, "lr_warmup_images": 10000000,
+                      "sampler": "heun", "steps": 18},
+    },
     "vae-mnist": {
         "model": {"name": "vae-mlp", "latent_dim": 16},
         "data": {"name": "mnist"},

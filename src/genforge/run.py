@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +35,8 @@ class Run:
     networks: dict[str, nn.Module]
     """The networks to sample with: averaged (EMA) weights where the run kept them, in eval mode."""
     device: torch.device
+    last_report: dict = field(default_factory=dict)
+    """What the family reported about the newest sample() (e.g. a diffusion model's sampler and 'nfe')."""
 
     @property
     def family(self) -> str:
@@ -47,11 +49,14 @@ class Run:
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, labels: torch.Tensor | None = None,
-               truncation: float | None = None) -> torch.Tensor:
+               truncation: float | None = None, **options) -> torch.Tensor:
         """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed.
 
         truncation: redraw latent values outside [-truncation, truncation] (BigGAN's truncation
         trick, see genforge.nn.latents.truncated_latent_batch); None or 0 samples the full N(0, I).
+        options: the family's own sampling options (Family.sample_options), e.g. for diffusion
+        models sampler='heun', steps=18, guidance=2.0, init=uint8 image, strength=0.5, mask=uint8 mask;
+        what the family reports about the sampling (e.g. 'nfe') is kept in self.last_report.
         """
         if n <= 0:
             raise GenforgeError(f"number of samples must be positive, got {n}")
@@ -62,8 +67,17 @@ class Run:
                                 "use genforge translate --run RUN --input IMAGES --out DIR")
         if truncation:
             self._check_truncation(truncation)
-        request = SampleRequest(n, seed, Condition(labels=self.check_labels(n, labels)), truncation=truncation or None)
-        return family_sample(self.model_family, self.networks, request, self.config).cpu()
+        options = {k: v for k, v in options.items() if v is not None}
+        unknown = sorted(set(options) - set(self.model_family.sample_options))
+        if unknown:
+            accepted = ", ".join(self.model_family.sample_options) or "none"
+            raise GenforgeError(f"a {self.family} model takes no sampling option {', '.join(unknown)} (its options: "
+                                f"{accepted}); drop it")
+        request = SampleRequest(n, seed, Condition(labels=self.check_labels(n, labels)), truncation=truncation or None,
+                                options=options)
+        images = family_sample(self.model_family, self.networks, request, self.config).cpu()
+        self.last_report = dict(request.report)
+        return images
 
     @torch.no_grad()
     def interpolate(self, seeds: list[int], steps: int = 8, labels: torch.Tensor | None = None,

@@ -37,6 +37,12 @@ class SampleRequest:
     """Draw latents from N(0, I) truncated to [-t, t] (BigGAN's trick); None draws the full Gaussian."""
     targets: torch.Tensor | None = None
     """Images shown beside the outputs in training previews (image-to-image families)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Family-specific sampling options by name (e.g. a diffusion model's sampler, steps, guidance,
+    init image and mask); a family lists the names it accepts in Family.sample_options."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """Filled by the family's sampler with facts about the sampling (e.g. 'nfe', the number of
+    network evaluations); Run.sample keeps the last one as Run.last_report."""
 
     def noise(self, latent_dim: int, device: torch.device | str) -> torch.Tensor:
         """The request's latents: the explicit ones, or n seeded (truncated) draws, the same on every device."""
@@ -133,6 +139,8 @@ class Family:
     as ONNX and torch.export files hold them; None: the family exports as safetensors only."""
     serves: tuple[str, ...] = ()
     """Controls of the web demo for this family (names from SERVE_CONTROLS); () is not served."""
+    sample_options: tuple[str, ...] = ()
+    """Names of the SampleRequest.options the sampler accepts; Run.sample refuses any other."""
 
 
 @dataclass(frozen=True)

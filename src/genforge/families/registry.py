@@ -18,6 +18,9 @@ from ..config import resolve_config as _resolve_config
 from ..data import ImageDataset, load_split
 from ..errors import GenforgeError
 from .contract import Family, ModelSpec, Networks, SampleRequest
+from .diffusion.family import DIFFUSION
+from .diffusion.family import HINTS as DIFFUSION_HINTS
+from .diffusion.family import MODELS as DIFFUSION_MODELS
 from .gan.family import GAN
 from .gan.family import MODELS as GAN_MODELS
 from .pix2pix.family import MODELS as PIX2PIX_MODELS
@@ -52,6 +55,7 @@ def unregister_family(name: str) -> None:
 register_family(GAN, GAN_MODELS)
 register_family(VAE, VAE_MODELS, VAE_HINTS)
 register_family(PIX2PIX, PIX2PIX_MODELS)
+register_family(DIFFUSION, DIFFUSION_MODELS, DIFFUSION_HINTS)
 
 
 def model_spec(name: str) -> ModelSpec:

@@ -1,0 +1,1 @@
+"""See family.py: the diffusion family behind the contract."""

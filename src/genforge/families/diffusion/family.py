@@ -1,0 +1,78 @@
+"""The diffusion family behind the contract: a U-Net denoiser (networks.py) trained with the EDM,
+DDPM epsilon or v objective (objectives.py), an EMA with a half-life in images, sampled by DDPM
+ancestral, DDIM, EDM Heun or DPM-Solver++(2M) (samplers.py) with classifier-free guidance, SDEdit
+and inpainting (sample.py). docs/diffusion.md describes it."""
+
+from __future__ import annotations
+
+import torch
+
+from ...conditioning import Condition
+from ...errors import GenforgeError
+from ..contract import Family, ModelSpec, SampleRequest
+from . import networks
+from .sample import OPTIONS, sample
+from .step import diffusion_step
+
+
+def ema_decay(cfg) -> float:
+    """Per-step decay of the EMA with a half-life of diffusion.ema_halflife_images training images
+    (EDM section 5, appendix F.3): 0.5 ** (batch_size / half-life), so the average forgets half its
+    weight every half-life whatever the batch size."""
+    halflife = cfg.diffusion.ema_halflife_images
+    return 0.5 ** (cfg.train.batch_size / halflife) if halflife > 0 else 0.0
+
+
+def check_config(cfg, spec: ModelSpec) -> None:
+    d = cfg.diffusion
+    if d.cond_dropout > 0 and not spec.conditional and not d.text_dim:
+        raise GenforgeError(f"diffusion.cond_dropout is {d.cond_dropout} but {cfg.model.name} is unconditional; "
+                            "use --model cdiffusion-unet or drop the setting")
+    if d.guidance > 0 and d.cond_dropout == 0:
+        raise GenforgeError("diffusion.guidance needs condition dropout in training; "
+                            "add --set diffusion.cond_dropout=0.1 or drop diffusion.guidance")
+
+
+def build(cfg):
+    d, m = cfg.diffusion, cfg.model
+    factor = 2 ** (len(d.levels) - 1)
+    if m.image_size % factor:
+        raise GenforgeError(f"a U-Net with {len(d.levels)} levels (diffusion.channel_mult={d.channel_mult}) needs an "
+                            f"image size divisible by {factor}, got {m.image_size}; resize with --set data.image_size=N "
+                            "or use fewer levels")
+    return networks.build(cfg)
+
+
+def preview_request(cfg, data, device) -> SampleRequest:
+    """The training snapshot: 16 images (one row of 8 per class, up to 8 classes, when conditional)
+    from the fixed seed train.seed + 1. Fewer than the other families' 64 because each image costs
+    the sampler's full number of network evaluations (35 for the default heun, 18 steps)."""
+    classes = cfg.model.num_classes
+    if classes:
+        labels = torch.arange(8 * min(classes, 8), device=device) // 8
+        return SampleRequest(len(labels), seed=cfg.train.seed + 1, cond=Condition(labels=labels))
+    return SampleRequest(16, seed=cfg.train.seed + 1)
+
+
+DIFFUSION = Family(
+    name="diffusion",
+    section="diffusion",
+    step=diffusion_step,
+    sample=sample,
+    averaged=lambda cfg: {"denoiser": ema_decay(cfg)},
+    check_config=check_config,
+    preview_request=preview_request,
+    inference=("denoiser",),
+    sample_options=OPTIONS,
+)
+
+MODELS = {
+    "diffusion-unet": ModelSpec(DIFFUSION, build, 0, 64),
+    "cdiffusion-unet": ModelSpec(DIFFUSION, build, 0, 64, ("labels",)),
+}
+
+HINTS = {
+    "ddpm": "ddpm is an objective and a sampler: use --model diffusion-unet with --set diffusion.objective=eps",
+    "edm": "edm is the default objective of --model diffusion-unet (see genforge info for the edm-cifar preset)",
+    "diffusion": "choose --model diffusion-unet, or cdiffusion-unet for class-conditional models",
+}

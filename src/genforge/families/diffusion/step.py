@@ -1,0 +1,56 @@
+"""The diffusion training step: condition dropout, the objective's loss, one optimiser step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...conditioning import Batch, Condition
+from ...imageio import to_signed
+from ...runtime import Precision
+from .objectives import training_loss
+
+
+def drop_condition(cond: Condition, probability: float, num_classes: int,
+                   generator: torch.Generator | None = None) -> Condition:
+    """Classifier-free guidance's condition dropout (Ho and Salimans 2022, algorithm 1): each
+    example's condition becomes the null condition with `probability` (labels -> the null class
+    num_classes, text -> every token masked). Draws from `generator` or the global (checkpointed) RNG."""
+    n = len(cond)
+    if probability <= 0 or n == 0:
+        return cond
+    device = cond.labels.device if cond.labels is not None else cond.text.device
+    dropped = (torch.rand(n, generator=generator, device="cpu" if generator is not None else device)
+               < probability).to(device)
+    labels = torch.where(dropped, num_classes, cond.labels) if cond.labels is not None else None
+    mask = cond.text_mask
+    if cond.text is not None:
+        mask = cond.text_mask if cond.text_mask is not None else torch.ones(cond.text.shape[:2], dtype=torch.bool,
+                                                                              device=device)
+        mask = mask & ~dropped[:, None]
+    return Condition(labels=labels, text=cond.text, text_mask=mask)
+
+
+def learning_rate_at(step: int, cfg) -> float:
+    """train.lr, ramped up linearly over the first diffusion.lr_warmup_images training images (EDM
+    appendix F.3: 10M images); a function of the step alone, so resume stays exact."""
+    warmup = cfg.diffusion.lr_warmup_images
+    if warmup <= 0:
+        return cfg.train.lr
+    return cfg.train.lr * min(1.0, (step + 1) * cfg.train.batch_size / warmup)
+
+
+def diffusion_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], batch: Batch, cfg,
+                   precision: Precision, state=None) -> dict[str, torch.Tensor]:
+    net, opt = nets["denoiser"], opts["denoiser"]
+    d = cfg.diffusion
+    cond = Condition(labels=batch.labels if cfg.model.num_classes else None,
+                     text=batch.cond.text if d.text_dim else None, text_mask=batch.cond.text_mask if d.text_dim else None)
+    cond = drop_condition(cond, d.cond_dropout, cfg.model.num_classes)
+    if d.lr_warmup_images > 0:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate_at(batch.step, cfg)
+    loss = training_loss(net, to_signed(batch.images), cond, d, precision)
+    opt.zero_grad(set_to_none=True)
+    precision.backward_step("denoiser", loss, opt)
+    return {"loss": loss.detach()}

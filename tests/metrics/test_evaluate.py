@@ -143,3 +143,24 @@ def test_eval_every_on_a_vae_logs_the_likelihood(tmp_path):
     records = [r for r in read_metrics(tmp_path / "vae" / "metrics.jsonl") if "eval_test_nll" in r]
     assert [r["step"] for r in records] == [3, 6]
     assert all(r["eval_test_nll"] <= r["eval_test_elbo"] for r in records)
+
+
+def test_report_real_grid_spreads_over_a_class_ordered_split(tmp_path):
+    """Issue 18: mnist-5k's test split is stored class by class; the report's real grid must not be
+    its first 64 images (only 0s and 1s) but spread over the split, showing every class."""
+    from genforge.data import load_dataset
+    from genforge.metrics.evaluate import EvalSettings, evaluate_run, spread_indices
+    from genforge.run import load_run
+
+    cfg = resolve_config(overrides=[{"model": {"name": "vae-mlp", "width": 16, "latent_dim": 4},
+                                     "data": {"name": "mnist-5k"},
+                                     "train": {"steps": 2, "batch_size": 8, "device": "cpu"}}])
+    train(cfg, tmp_path / "vae", quiet=True)
+    result = evaluate_run(load_run(tmp_path / "vae"), EvalSettings(n=600, metrics=("nll",), nll_k=2, nll_images=600),
+                          log=lambda text: None)
+    test = load_dataset("mnist-5k", split="test")
+    assert len(test.images) == 500
+    assert len(set(test.labels[:64].tolist())) <= 2  # the first 64 are class-ordered ...
+    index = spread_indices(500, 64)
+    assert torch.equal(result["_images"]["real"], test.images[index])
+    assert set(test.labels[index].tolist()) == set(range(10))  # ... the grid shows every class

@@ -157,6 +157,12 @@ def feature_metrics(real_features: torch.Tensor, fake_images: torch.Tensor, extr
     return out
 
 
+def spread_indices(total: int, k: int) -> torch.Tensor:
+    """min(k, total) indices spread evenly over range(total): 0, total/k, 2 total/k, ... (rounded down)."""
+    k = min(k, total)
+    return torch.arange(k) * total // max(k, 1)
+
+
 def _reference(cfg, split: str, n: int, seed: int):
     """Up to n images (and labels) of the run's dataset split; a seeded subset when there are more."""
     try:
@@ -248,7 +254,9 @@ def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | Non
             # the split actually used (the asked-for one falls back to train when there is no test split)
             "settings": asdict(settings) | {"metrics": list(metrics), "reference_split": reference["split"]},
             "seconds": round(time.perf_counter() - start, 2),
-            "_images": {"samples": fake_images[:64], "real": real_images[:64]}}
+            # The report's real grid is spread over the reference like the samples are over the classes:
+            # a split stored class by class (mnist-5k's test split) would otherwise show only 0s and 1s.
+            "_images": {"samples": fake_images[:64], "real": real_images[spread_indices(len(real_images), 64)]}}
 
 
 class TrainingEvaluator:

@@ -60,3 +60,27 @@ def test_export_to_safetensors(tmp_path, cli):
     assert meta["family"] == "gan" and json.loads(meta["config"])["model"]["name"] == "dcgan"
     bad = cli("export", "--run", tmp_path / "gan", "--out", tmp_path / "gan.pt")
     assert bad.returncode == 2 and "safetensors" in bad.stderr
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda tmp: genforge.resolve_config(overrides={"train": {"steps": 3}}), "overrides must be a list of nested dicts"),
+    (lambda tmp: genforge.resolve_config(overrides=["train.steps=3"]), "overrides must be a list of nested dicts"),
+    (lambda tmp: genforge.train("demo-vae", tmp / "run"), "train\\(\\) takes a RunConfig"),
+])
+def test_python_api_misuse_is_a_one_line_genforge_error(tmp_path, call, expected):
+    """Issue 18: the Python API answers misuse with the CLI's GenforgeError, not an AttributeError."""
+    with pytest.raises(genforge.GenforgeError, match=expected):
+        call(tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["vae-mlp", "dcgan"])
+def test_sample_prefix_property_holds_within_float_rounding(tmp_path, name):
+    """README: the first k images of sample(n, seed) are those of sample(k, seed), within float rounding."""
+    from tests.conftest import tiny_config
+
+    genforge.train(tiny_config(name, steps=2), tmp_path / "run", quiet=True)
+    run = genforge.load_run(tmp_path / "run")
+    many, few = run.sample(37, seed=5), run.sample(5, seed=5)
+    assert torch.allclose(many[:5], few, atol=1e-5, rtol=0)
+    assert not torch.allclose(run.sample(5, seed=6), few, atol=1e-3)  # another seed: other images

@@ -423,6 +423,10 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         merged = deep_update(merged, PRESETS[preset])
     if config_file:
         merged = deep_update(merged, read_config_file(config_file))
+    if isinstance(overrides, dict) or not isinstance(overrides or [], (list, tuple)) or not all(
+            isinstance(o, dict) for o in overrides or []):
+        raise GenforgeError(f"overrides must be a list of nested dicts, got {type(overrides).__name__}; "
+                            "e.g. overrides=[{'train': {'steps': 2000}}]")
     for o in overrides or []:
         merged = deep_update(merged, o)
     # In ModelConfig 0 means "not given, take the model's default"; a user who writes 0 means a

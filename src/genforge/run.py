@@ -46,6 +46,9 @@ class Run:
                truncation: float | None = None) -> torch.Tensor:
         """n images as floats in [0, 1], shape (n, C, H, W), on the CPU; the same for the same seed.
 
+        The first k images of sample(n, seed) are those of sample(k, seed) within float rounding: the
+        latents are identical, but matrix products may round differently for another batch size.
+
         truncation: redraw latent values outside [-truncation, truncation] (BigGAN's truncation
         trick, see genforge.nn.latents.truncated_latent_batch); None or 0 samples the full N(0, I).
         """

@@ -391,18 +391,18 @@ def _add_data(sub) -> None:
                        epilog=_examples("genforge data info mnist-5k",
                                         "genforge data info zip:cifar10-jpeg/train.zip --preview cifar.png",
                                         "genforge data download fashion-mnist",
-                                        "genforge data download cifar10 --root data/cifar10",
+                                        "genforge data download cifar10 --data-root data/cifar10",
                                         "genforge data make-pairs edges2digits --out pairs/edges2digits"))
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
 
     info = data_sub.add_parser(
         "info", help="count, size, classes, pixel mean/std and a preview grid of a dataset",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_examples("genforge data info mnist --root ../shared/data/mnist --split test",
+        epilog=_examples("genforge data info mnist --data-root ../shared/data/mnist --split test",
                          "genforge data info folder:my-photos --image-size 64 --preview photos.png",
                          "genforge data info zip:cifar10-jpeg/train.zip --skip-bad"))
     info.add_argument("source", metavar="NAME|SOURCE", help="dataset name, or folder:PATH, zip:PATH, npz:PATH")
-    info.add_argument("--root", help="folder holding a named dataset's files")
+    info.add_argument("--data-root", "--root", dest="root", help="folder holding a named dataset's files")
     info.add_argument("--split", default="train", help="train (default), test, ...")
     info.add_argument("--image-size", type=int, default=0, help="resize as training would (0: native size)")
     info.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="convert as training would")
@@ -415,11 +415,11 @@ def _add_data(sub) -> None:
     download = data_sub.add_parser(
         "download", help="fetch a standard dataset from its official source, verified by checksum",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Download into --root, else $GENFORGE_DATA/NAME, else ~/.cache/genforge/data/NAME. "
+        description="Download into --data-root, else $GENFORGE_DATA/NAME, else ~/.cache/genforge/data/NAME. "
                     "Interrupted downloads resume; files are renamed into place only once verified.",
-        epilog=_examples("genforge data download mnist", "genforge data download cifar100 --root /data/cifar100"))
+        epilog=_examples("genforge data download mnist", "genforge data download cifar100 --data-root /data/cifar100"))
     download.add_argument("name", metavar="NAME", help="mnist, fashion-mnist, kmnist, cifar10, cifar100")
-    download.add_argument("--root", help="folder to download into")
+    download.add_argument("--data-root", "--root", dest="root", help="folder to download into")
     download.set_defaults(func=_cmd_data_download)
     _add_data_make_pairs(data_sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -458,6 +458,7 @@ def _cmd_data_download(args) -> int:
 
     root = download_dataset(args.name, data_root(args.name, args.root))
     print(f"{args.name}: ready in {root}")
+    return 0
 
 
 def _add_data_make_pairs(data_sub) -> None:
@@ -491,6 +492,7 @@ def _cmd_data_make_pairs(args) -> int:
                       args.test_fraction, args.seed)
     print(f"wrote {', '.join(f'{n} {s} pairs' for s, n in made.counts.items())} to {made.out_dir}")
     print(f"train with: genforge train --model pix2pix --data paired:{made.out_dir} --out runs/{args.task}")
+    return 0
 
 
 # --- translate --------------------------------------------------------------------------------------

@@ -133,8 +133,8 @@ class Run:
                 raise GenforgeError(f"model {self.config.model.name} is unconditional; sample it without a class")
             return None
         if labels is None:
-            raise GenforgeError(f"model {self.config.model.name} is class-conditional; give a class "
-                                f"(--class 0..{classes - 1} or --class all)")
+            raise GenforgeError(f"model {self.config.model.name} is class-conditional; give a class with "
+                                f"--class K, K in 0..{classes - 1} (genforge sample also takes --class all)")
         labels = torch.as_tensor(labels, dtype=torch.long).flatten()
         if labels.numel() == 1:
             labels = labels.expand(n)

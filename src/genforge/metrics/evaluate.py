@@ -95,9 +95,23 @@ def find_evaluator(data_name: str, explicit: str | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def train_evaluator_command(data_name: str, data_root: str = "", image_size: int = 0, channels: int = 0) -> str:
+    """The `genforge train-evaluator` command that makes the default evaluator for this data, as printed."""
+    parts = ["genforge train-evaluator", f"--data {data_name}"]
+    if data_root:
+        parts.append(f"--data-root {data_root}")
+    if image_size:
+        parts.append(f"--image-size {image_size}")
+    if channels:
+        parts.append(f"--channels {channels}")
+    return " ".join(parts + [f"--out {DEFAULT_EVALUATOR_DIR / (slug(data_name) + '.pt')}"])
+
+
 def make_extractors(data_name: str, image_size: int, channels: int, device: torch.device,
-                    evaluator: str | None = None, inception_weights: str | None = None) -> Extractors:
-    """Load the classifier evaluator and/or Inception-v3; features come from Inception when given."""
+                    evaluator: str | None = None, inception_weights: str | None = None,
+                    data_cfg=None) -> Extractors:
+    """Load the classifier evaluator and/or Inception-v3; features come from Inception when given.
+    data_cfg (the run's DataConfig) only completes the suggested train-evaluator command."""
     path = find_evaluator(data_name, evaluator)
     classifier = None
     if path is not None:
@@ -114,8 +128,10 @@ def make_extractors(data_name: str, image_size: int, channels: int, device: torc
         return Extractors(FeatureModule(network, "features", 50), FeatureModule(network, "logits", 50),
                           classifier, protocol)
     if classifier is None:
-        raise GenforgeError(f"no evaluator for {data_name}: train one with `genforge train-evaluator --data {data_name} "
-                            f"--out evaluators/{data_name}.pt`, or pass --evaluator FILE or --inception-weights FILE")
+        command = train_evaluator_command(data_name, getattr(data_cfg, "root", ""), getattr(data_cfg, "image_size", 0),
+                                          getattr(data_cfg, "channels", 0))
+        raise GenforgeError(f"no evaluator for {data_name}: train one with `{command}`, "
+                            "or pass --evaluator FILE or --inception-weights FILE")
     protocol = classifier.protocol()
     if classifier.data != data_name:
         protocol["note"] = f"evaluator trained on {classifier.data}, run trained on {data_name}"
@@ -221,7 +237,7 @@ def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | Non
     extractors = None
     if any(m in FEATURE_METRICS for m in metrics):
         extractors = make_extractors(cfg.data.name, model.image_size, model.channels, run.device, evaluator,
-                                     inception_weights)
+                                     inception_weights, data_cfg=cfg.data)
     real_images, _, reference = _reference(cfg, settings.reference_split, settings.n, settings.seed)
     binarize = settings.binarize or default_binarization(cfg)
     if "kid" in metrics:  # fail before the slow part
@@ -285,7 +301,7 @@ class TrainingEvaluator:
         self.real_features = None
         if any(m in FEATURE_METRICS for m in metrics):
             self.extractors = make_extractors(cfg.data.name, cfg.model.image_size, cfg.model.channels, device,
-                                              e.evaluator or None, e.inception_weights or None)
+                                              e.evaluator or None, e.inception_weights or None, data_cfg=cfg.data)
             real_images, _, _ = _reference(cfg, self.settings.reference_split, e.n_samples, e.seed)
             self.real_features = extract(self.extractors.features, real_images)
         self.test = _reference(cfg, "test", e.n_samples, e.seed) if "nll" in metrics else None

@@ -39,7 +39,10 @@ def _add_train(sub) -> None:
             "genforge train --config my.yaml --set train.lr=0.001 --dry-run",
             "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
     p.add_argument("--preset", help="named settings to start from (listed by genforge info)")
-    p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
+    from .config import SECTIONS
+
+    p.add_argument("--config", help=f"YAML or TOML file with the sections {', '.join(SECTIONS)} "
+                                    "(each a mapping of settings; genforge info --settings lists them)")
     p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, "
                                    "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
@@ -98,6 +101,7 @@ def _cmd_train(args) -> int:
     out = Path(args.out or f"runs/{cfg.model.name}-{slug(cfg.data.name)}")
     if args.dry_run:
         cfg = resolve_model(cfg, load_data(cfg))
+        print(f"# {_dry_run_outcome(cfg, out)}")
         print(f"# resolved configuration for {out}")
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
@@ -107,6 +111,31 @@ def _cmd_train(args) -> int:
     print(f"run: {result.run_dir} (step {result.step})")
     print(f"samples: {result.samples}")
     return 0
+
+
+def _dry_run_outcome(cfg, out: Path) -> str:
+    """What `train` would do with `out`: start, resume from which step, or refuse."""
+    from .config import config_diff
+    from .rundir import CONFIG_FILE, list_checkpoints, read_saved_config
+    from .training.loop import RESUMABLE_CHANGES
+
+    if not (out / CONFIG_FILE).is_file():
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            return f"would refuse: {out} exists and is not a genforge run"
+        return f"would start a new run in {out} (0 of {cfg.train.steps} steps)"
+    saved = read_saved_config(out)
+    if cfg.train.precision == "auto":  # resuming with auto keeps the run's saved precision
+        from .config import replace
+
+        cfg = replace(cfg, train={"precision": saved.train.precision})
+    conflicts = config_diff(saved, cfg, RESUMABLE_CHANGES)
+    if conflicts:
+        return f"would refuse: {out} holds a run with other settings ({'; '.join(conflicts[:3])})"
+    found = list_checkpoints(out)
+    step = found[-1][0] if found else 0
+    if step >= cfg.train.steps:
+        return f"would find {out} finished (step {step} of {cfg.train.steps}) and only re-draw its samples"
+    return f"would resume {out} from step {step} (of {cfg.train.steps})"
 
 
 # --- sample -----------------------------------------------------------------------------------------
@@ -336,8 +365,12 @@ def _cmd_export(args) -> int:
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="describe a run directory, or list models, datasets and presets",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=_examples("genforge info --run runs/dcgan", "genforge info"))
+                       epilog=_examples("genforge info --run runs/dcgan", "genforge info",
+                                        "genforge info --settings", "genforge info --preset demo-cgan"))
     p.add_argument("--run", help="run directory")
+    p.add_argument("--settings", action="store_true",
+                   help="list every setting (section.key), its type, default and meaning")
+    p.add_argument("--preset", metavar="NAME", help="show a preset's settings (without loading its data)")
     p.set_defaults(func=_cmd_info)
 
 
@@ -346,6 +379,22 @@ def _cmd_info(args) -> int:
     from .data import DATASETS
     from .families.registry import MODELS
 
+    if args.settings:
+        from .config_docs import format_settings
+
+        print(format_settings())
+        return 0
+    if args.preset:
+        import yaml
+
+        from .config_docs import preset_settings
+        from .families.registry import resolve_config
+
+        print(f"# preset {args.preset}: its own settings")
+        print(yaml.safe_dump(preset_settings(args.preset), sort_keys=False), end="")
+        print("# all settings with this preset (model settings left at 0 are filled from the data when training)")
+        print(yaml.safe_dump(resolve_config(args.preset).to_dict(), sort_keys=False), end="")
+        return 0
     if not args.run:
         print("models:   " + ", ".join(f"{n} ({s.family.name})" for n, s in MODELS.items()))
         from .data import SOURCES
@@ -662,7 +711,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train_evaluator(sub)
     _add_eval(sub)
+    _add_thread_options(sub)
     return parser
+
+
+# Subcommands that compute with torch get --threads (export and info only load weights).
+COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "interpolate", "translate", "eval",
+                      "train-evaluator", "data info", "data make-pairs")
+
+
+def _add_thread_options(sub) -> None:
+    for name in COMPUTING_COMMANDS:
+        parser = sub.choices[name.split()[0]]
+        if " " in name:
+            parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name.split()[1]]
+        parser.add_argument("--threads", default="auto", metavar="N|auto",
+                            help="CPU threads for torch (default auto: the cores other processes leave free, at "
+                                 "least 1, announced in one line when fewer than the CPUs; an OMP_NUM_THREADS "
+                                 "setting wins). More threads than free cores slows everything down many times")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -672,6 +738,10 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        if getattr(args, "threads", None) is not None and not getattr(args, "dry_run", False):
+            from .runtime import set_threads
+
+            set_threads(args.threads, log=lambda text: print(text, file=sys.stderr, flush=True))
         return args.func(args)
     except GenforgeError as exc:
         print(f"genforge: error: {exc}", file=sys.stderr)

@@ -264,11 +264,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"steps": 3000, "batch_size": 64, "lr": 2e-4, "log_every": 100, "sample_every": 500,
                   "checkpoint_every": 500},
     },
+    # The demo's GAN: the class-conditional cgan-mnist recipe on the embedded digits; its grids have
+    # one row per digit. Steps chosen for about a minute on 2 idle cores (docs/benchmarks.md).
+    "demo-cgan": {
+        "model": {"name": "cdcgan", "width": 32, "class_head": "both"},
+        "data": {"name": "mnist-5k"},
+        "train": {"steps": 2000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999], "log_every": 100,
+                  "sample_every": 250, "checkpoint_every": 500},
+        "gan": {"loss": "non-saturating", "ema_decay": 0.999},
+    },
     "demo-vae": {
         "model": {"name": "vae-conv", "latent_dim": 16},
         "data": {"name": "mnist-5k"},
         "train": {"steps": 2000, "batch_size": 64, "lr": 1e-3, "betas": [0.9, 0.999], "log_every": 100,
-                  "sample_every": 500, "checkpoint_every": 500},
+                  "sample_every": 250, "checkpoint_every": 500},
     },
     "dcgan-mnist": {
         "model": {"name": "dcgan", "width": 64},

@@ -84,3 +84,19 @@ def test_sample_prefix_property_holds_within_float_rounding(tmp_path, name):
     many, few = run.sample(37, seed=5), run.sample(5, seed=5)
     assert torch.allclose(many[:5], few, atol=1e-5, rtol=0)
     assert not torch.allclose(run.sample(5, seed=6), few, atol=1e-3)  # another seed: other images
+
+
+def test_sampling_precision_bf16_is_close_to_fp32_and_fp32_is_the_default(tmp_path, cli):
+    from tests.conftest import tiny_config
+
+    genforge.train(tiny_config("dcgan", steps=2), tmp_path / "run", quiet=True)
+    fp32 = genforge.load_run(tmp_path / "run")
+    bf16 = genforge.load_run(tmp_path / "run", precision="bf16")
+    assert fp32.precision == "fp32"
+    a, b = fp32.sample(16, seed=3), bf16.sample(16, seed=3)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    assert not torch.equal(a, b) and (a - b).abs().mean() < 0.02
+    with pytest.raises(GenforgeError, match="sampling precision must be fp32 or bf16"):
+        genforge.load_run(tmp_path / "run", precision="fp16")
+    proc = cli("sample", "--run", tmp_path / "run", "--n", 4, "--precision", "bf16", "--out", tmp_path / "g.png")
+    assert proc.returncode == 0 and (tmp_path / "g.png").is_file(), proc.stderr

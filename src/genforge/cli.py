@@ -745,7 +745,10 @@ def main(argv: list[str] | None = None) -> int:
             from .runtime import set_threads
 
             set_threads(args.threads, log=lambda text: print(text, file=sys.stderr, flush=True))
-        return args.func(args)
+        from .progress import reporting
+
+        with reporting(not getattr(args, "quiet", False)):
+            return args.func(args)
     except GenforgeError as exc:
         print(f"genforge: error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from PIL import Image
 
 from ..errors import GenforgeError
 from ..imageio import IMAGE_SUFFIXES
+from ..progress import task
 from .base import ImageDataset
 from .options import LoadOptions, check_fits_in_memory
 
@@ -45,6 +46,7 @@ MAX_WORKERS = 8
 # in-memory arrays in transforms.resize_uint8.
 RESIZE_FILTER = Image.Resampling.BILINEAR
 SHOW_BAD = 3  # how many bad file names a warning lists
+PROGRESS_MIN_FILES = 5000  # decoding this many files shows progress (when a caller asked for it)
 
 
 class BadImage(Exception):
@@ -246,16 +248,23 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
                 out[j] = array
                 filled[j] = True
 
+    # Progress only for large sources (a one-off decoding of minutes): a bar or plain lines.
+    progress = task(f"decoding {source}", len(items), "image") if len(items) >= PROGRESS_MIN_FILES else task("", 0)
     if workers == 1:
-        collect(decode_chunk(kind, container, items, options))
+        chunk = max(256, len(items) // 100)
+        for k in range(0, len(items), chunk):
+            collect(decode_chunk(kind, container, items[k:k + chunk], options))
+            progress.update(len(items[k:k + chunk]))
     else:
         chunk = max(64, len(items) // (workers * 8))
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
             futures = [pool.submit(decode_chunk, kind, container, items[k:k + chunk], options)
                        for k in range(0, len(items), chunk)]
-            for future in futures:
+            for k, future in zip(range(0, len(items), chunk), futures):
                 collect(future.result())
+                progress.update(len(items[k:k + chunk]))
+    progress.close()
 
     for key in [k for k in _open_zips if k[0] == os.getpid()]:  # workers=1 opened it here: close it
         _open_zips.pop(key).close()

@@ -315,7 +315,8 @@ def _add_interpolate(sub) -> None:
     p.add_argument("--truncation", type=float, default=0.0, metavar="T", help="truncate the seeds' latents to [-T, T]")
     p.add_argument("--out", default="interpolation.png", help=".png grid or .gif animation")
     p.add_argument("--frame-ms", type=int, default=120, help="GIF: milliseconds per frame (default 120)")
-    p.add_argument("--scale", type=int, default=1, help="GIF: enlarge frames this many times (default 1)")
+    p.add_argument("--scale", type=int, default=0,
+                   help="GIF: enlarge frames this many times (default 0: to at least 256 pixels a side)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_interpolate)
 
@@ -331,8 +332,8 @@ def _cmd_interpolate(args) -> int:
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".png", ".gif"):
         raise GenforgeError(f"--out must end in .png (grid) or .gif (animation), got {args.out!r}")
-    if args.frame_ms <= 0 or args.scale <= 0:
-        raise GenforgeError("--frame-ms and --scale must be positive")
+    if args.frame_ms <= 0 or args.scale < 0:
+        raise GenforgeError("--frame-ms must be positive and --scale at least 0 (0: automatic)")
     labels = _class_labels(args.class_)
     run = load_run(args.run, device=args.device)
     images = run.interpolate(seeds, args.steps, labels=labels, truncation=args.truncation)
@@ -621,7 +622,10 @@ def _add_eval(sub) -> None:
     p.add_argument("--nll-images", type=int, default=10000, help="test images for the VAE likelihood (default 10000)")
     p.add_argument("--binarize", choices=["dynamic", "threshold", "none"],
                    help="test targets of the likelihood (default dynamic for Bernoulli decoders, none for Gaussian)")
-    p.add_argument("--out", help="folder for eval.json and report.html (default RUN/eval)")
+    p.add_argument("--out", help="folder for eval.json and report.html (default RUN/eval, the newest; each "
+                                 "evaluation is also kept in RUN/eval/step-N)")
+    p.add_argument("--no-real-reference", dest="real_reference", action="store_false",
+                   help="skip the real-against-real row (real images of the other split scored like samples)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_eval)
 
@@ -633,7 +637,8 @@ def _cmd_eval(args) -> int:
 
     settings = EvalSettings(n=args.n, metrics=parse_metrics(args.metrics), seed=args.seed,
                             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, nll_k=args.nll_k,
-                            nll_images=args.nll_images, binarize=args.binarize or "")
+                            nll_images=args.nll_images, binarize=args.binarize or "",
+                            real_reference=args.real_reference)
     run = load_run(args.run, device=args.device)
     result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights,
                                         args.out, log=lambda text: print(text, file=sys.stderr, flush=True))
@@ -643,9 +648,34 @@ def _cmd_eval(args) -> int:
     reference = result["protocol"]["reference"]
     print(f"protocol:  {result['protocol']['n_generated']} generated (seed {result['protocol']['sample_seed']}) vs "
           f"{reference['n']} real ({reference['data']} {reference['split']})")
+    from .metrics.report import metric_direction
+
+    real = result.get("real_against_real") or {}
     for key, value in result["metrics"].items():
-        print(f"{key + ':':<16} {value:.5g}")
-    print(f"wrote {paths['json']} and {paths['html']}")
+        reference = f"   real against real {real[key]:.5g}" if key in real else ""
+        print(f"{key + ':':<16} {value:<10.5g} {metric_direction(key):<18}{reference}".rstrip())
+    print(f"wrote {paths['json']} and {paths['html']}" + (f" (kept in {paths['history']})" if "history" in paths else ""))
+    return 0
+
+
+# --- compare ----------------------------------------------------------------------------------------
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="a table of the evaluations of several runs (from genforge eval)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One row per evaluation kept in RUN/eval (every genforge eval of the run), one column per "
+                    "metric, each with its better direction; says when runs used different feature extractors.",
+        epilog=_examples("genforge compare runs/dcgan runs/cgan-mnist", "genforge compare runs/* --latest"))
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories evaluated with genforge eval")
+    p.add_argument("--latest", action="store_true", help="only each run's newest evaluation")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    from .metrics.report import compare_table
+
+    print(compare_table(args.runs, latest_only=args.latest))
     return 0
 
 
@@ -714,6 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train_evaluator(sub)
     _add_eval(sub)
+    _add_compare(sub)
     _add_thread_options(sub)
     return parser
 

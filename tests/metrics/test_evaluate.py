@@ -164,3 +164,31 @@ def test_report_real_grid_spreads_over_a_class_ordered_split(tmp_path):
     index = spread_indices(500, 64)
     assert torch.equal(result["_images"]["real"], test.images[index])
     assert set(test.labels[index].tolist()) == set(range(10))  # ... the grid shows every class
+
+
+def test_eval_keeps_every_report_shows_directions_and_a_real_row_and_compare_tables_them(tmp_path, quick_evaluator,
+                                                                                         capsys):
+    """Issue 18: the metric table says which direction is better and has a real-against-real row;
+    evaluations are kept (not overwritten); genforge compare tables the runs' numbers."""
+    run_dir = tmp_path / "dcgan"
+    train(tiny_config(4), run_dir, quiet=True)
+    base = ["eval", "--run", str(run_dir), "--n", "120", "--evaluator", str(quick_evaluator.path), "--device", "cpu",
+            "--metrics", "fid,pr"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "lower is better" in out and "real against real" in out
+    assert main(base + ["--seed", "1"]) == 0
+    kept = sorted(p.name for p in (run_dir / "eval").glob("step-*"))
+    assert kept == ["step-0000004", "step-0000004-2"]
+    first = json.loads((run_dir / "eval" / "step-0000004" / "eval.json").read_text())
+    second = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert first["settings"]["seed"] == 0 and second["settings"]["seed"] == 1
+    real = second["real_against_real"]
+    assert real["fid"] < second["metrics"]["fid"]  # real digits are closer to real digits than 4-step samples
+    page = (run_dir / "eval" / "report.html").read_text()
+    assert "real against real" in page and "lower is better" in page
+    capsys.readouterr()
+    assert main(["compare", str(run_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "fid (↓)" in table and "precision (↑)" in table and table.count(str(run_dir)) == 2
+    assert main(["compare", str(tmp_path / "nothing")]) == 2

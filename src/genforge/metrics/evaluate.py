@@ -54,6 +54,9 @@ class EvalSettings:
     """At most this many test images for the VAE likelihood metrics."""
     binarize: str = ""
     """'dynamic', 'threshold' or 'none'; empty = dynamic for Bernoulli decoders, none for Gaussian ones."""
+    real_reference: bool = True
+    """Also score n real images of the other split against the reference (the report's real-against-real
+    row: what a perfect model would get with these sample counts)."""
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -265,14 +268,40 @@ def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | Non
     protocol = _protocol(settings, metrics, extractors, reference, settings.n, binarize)
     if "nll" in metrics:
         protocol["nll"]["test_images"] = nll_reference
+    real_row = {}
+    if extractors is not None and settings.real_reference:
+        # The same metrics for real images of another split against the reference: what a perfect
+        # model would score with these sample counts (FID is biased upwards for small n).
+        real_row, other = _real_against_real(cfg, reference, settings, extractors, real_features, metrics, log)
+        if other:
+            protocol["real_against_real"] = other
     return {"genforge_version": __version__, "run": str(run_dir), "step": run.step, "model": model.name,
-            "family": run.family, "data": cfg.data.name, "metrics": results, "protocol": protocol,
+            "family": run.family, "data": cfg.data.name, "metrics": results, "real_against_real": real_row,
+            "protocol": protocol,
             # the split actually used (the asked-for one falls back to train when there is no test split)
             "settings": asdict(settings) | {"metrics": list(metrics), "reference_split": reference["split"]},
             "seconds": round(time.perf_counter() - start, 2),
             # The report's real grid is spread over the reference like the samples are over the classes:
             # a split stored class by class (mnist-5k's test split) would otherwise show only 0s and 1s.
             "_images": {"samples": fake_images[:64], "real": real_images[spread_indices(len(real_images), 64)]}}
+
+
+def _real_against_real(cfg, reference: dict, settings: EvalSettings, extractors: Extractors,
+                       real_features: torch.Tensor, metrics, log) -> tuple[dict, dict]:
+    """Feature metrics of real images from the other split (train when the reference is test) against
+    the reference; ({}, {}) when the dataset has no other split."""
+    other_split = "train" if reference["split"] != "train" else "test"
+    try:
+        images, _, other = _reference(cfg, other_split, settings.n, settings.seed + 1)
+    except GenforgeError:
+        return {}, {}
+    if other["split"] == reference["split"]:
+        return {}, {}
+    feature_only = tuple(m for m in metrics if m in FEATURE_METRICS and m != "acc")
+    if "kid" in feature_only and min(len(images), len(real_features)) < _kid_size(settings, len(real_features), len(images)):
+        feature_only = tuple(m for m in feature_only if m != "kid")
+    log(f"real against real: {len(images)} {other['split']} images against the reference")
+    return feature_metrics(real_features, images, extractors, settings, feature_only), other
 
 
 class TrainingEvaluator:

@@ -35,6 +35,21 @@ def test_two_folder_layout_matches_file_names(tmp_path):
     assert np.array_equal(data.targets[0].permute(1, 2, 0).numpy(), b[1])
 
 
+def test_the_pix2pix_repository_layout_a_train_b_train(tmp_path):
+    """Issue 18: A/train + B/train (+ A/test, B/test), as the pix2pix repository's combine_A_and_B.py takes them."""
+    a, b = blobs(4, 8, 0), blobs(4, 8, 1)
+    for i in range(4):
+        split = "train" if i < 3 else "test"
+        save(a[i], tmp_path / "A" / split / f"{i}.png")
+        save(b[i], tmp_path / "B" / split / f"{i}.png")
+    train, test = load_paired(str(tmp_path), "train"), load_paired(str(tmp_path), "test")
+    assert len(train) == 3 and len(test) == 1
+    assert np.array_equal(train.images.permute(0, 2, 3, 1).numpy(), a[:3])
+    assert np.array_equal(test.targets.permute(0, 2, 3, 1).numpy(), b[3:])
+    with pytest.raises(GenforgeError, match="no A/val and B/val pair"):
+        load_paired(str(tmp_path), "val")
+
+
 def test_direction_swaps_the_halves(tmp_path):
     write_side_by_side(tmp_path, blobs(2, 8, 0), blobs(2, 8, 1))
     data = read_pairs(tmp_path)

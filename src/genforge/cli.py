@@ -501,7 +501,8 @@ def _cmd_data_info(args) -> int:
     print("std:      " + "  ".join(f"{c} {v:.2f}" for c, v in zip(channel_names, s.std)) + "  (0..255)")
     if not args.no_preview:
         default = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in Path(args.source).stem) or "data"
-        print(f"preview:  {save_preview(data, args.preview or f'{default}-preview.png')}")
+        paired = " (pairs: each row of inputs A above its row of targets B)" if data.targets is not None else ""
+        print(f"preview:  {save_preview(data, args.preview or f'{default}-preview.png')}{paired}")
     return 0
 
 

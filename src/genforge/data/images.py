@@ -226,8 +226,12 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
                             f"{len(probe_bad)} files of {source}")
     h, w, c = reference
     if h != w and not (options.image_size or options.default_image_size):
+        pairs = ""
+        if w == 2 * h and kind == "folder":  # the pix2pix datasets' side-by-side pairs
+            pairs = (f"; twice as wide as high, these look like side-by-side pairs: for pix2pix use "
+                     f"--data paired:{container}")
         raise GenforgeError(f"{shown_prefix}{names[probe]} is {w}x{h}, not square; give a size to crop and resize "
-                            "to, e.g. --set data.image_size=64")
+                            f"to, e.g. --set data.image_size=64{pairs}")
     check_fits_in_memory(len(names), c, h, w, source)
 
     out = np.empty((len(names), h, w, c), dtype=np.uint8)

@@ -67,3 +67,11 @@ def test_decoding_a_large_source_shows_progress(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(images, "PROGRESS_MIN_FILES", 4)  # "large": 5,000 files and more
     assert main(["data", "info", f"folder:{tmp_path / 'photos'}", "--no-preview"]) == 0
     assert "6/6 images (100%)" in capsys.readouterr().err
+
+
+def test_small_sources_decode_silently(tmp_path, capsys):
+    from tests.data.datafiles import write_image_folder
+
+    write_image_folder(tmp_path / "photos", {"a": 2, "b": 2})
+    assert main(["data", "info", f"folder:{tmp_path / 'photos'}", "--no-preview"]) == 0
+    assert capsys.readouterr().err == ""

@@ -98,8 +98,8 @@ class _Bar(_Silent):
 
 def task(description: str, total: int, unit: str = "item", stream=None):
     """A progress reporter with update(n) and close() (also a context manager); silent unless inside
-    `reporting()`."""
-    if not _enabled.get():
+    `reporting()`, and for an empty task (total 0)."""
+    if not _enabled.get() or total <= 0:
         return _Silent()
     stream = stream or sys.stderr
     return _Bar(description, total, unit, stream) if use_bar(stream) else _Plain(description, total, unit, stream)

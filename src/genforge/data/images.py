@@ -253,7 +253,7 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
                 filled[j] = True
 
     # Progress only for large sources (a one-off decoding of minutes): a bar or plain lines.
-    progress = task(f"decoding {source}", len(items), "image") if len(items) >= PROGRESS_MIN_FILES else task("", 0)
+    progress = task(f"decoding {source}", len(items) if len(items) >= PROGRESS_MIN_FILES else 0, "image")
     if workers == 1:
         chunk = max(256, len(items) // 100)
         for k in range(0, len(items), chunk):

@@ -609,7 +609,12 @@ def _add_eval(sub) -> None:
         epilog=_examples("genforge eval --run runs/dcgan --evaluator evaluators/mnist.pt",
                          "genforge eval --run runs/vae --metrics fid,nll --n 5000",
                          "genforge eval --run runs/dcgan --inception-weights pt_inception-2015-12-05-6726825d.pth"))
-    p.add_argument("--run", required=True, help="run directory written by genforge train")
+    p.add_argument("--run", help="run directory written by genforge train (or --samples)")
+    p.add_argument("--samples", metavar="DIR|FILE.npz",
+                   help="score images made by any tool instead of a run: a folder of images or an .npz with array x "
+                        "(with --data, and --data-root for a named dataset; feature metrics only)")
+    p.add_argument("--data", help="with --samples: the dataset whose reference split they are scored against")
+    p.add_argument("--data-root", help="with --samples: folder holding that dataset's files")
     p.add_argument("--n", type=int, default=10000, help="generated images, and at most this many real ones (default 10000)")
     p.add_argument("--metrics", help="comma-separated: fid,kid,is,pr,acc,nll (default fid,kid,is,pr; "
                                      "+acc for conditional models, +nll for VAEs)")
@@ -640,9 +645,23 @@ def _cmd_eval(args) -> int:
                             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, nll_k=args.nll_k,
                             nll_images=args.nll_images, binarize=args.binarize or "",
                             real_reference=args.real_reference)
-    run = load_run(args.run, device=args.device)
-    result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights,
-                                        args.out, log=lambda text: print(text, file=sys.stderr, flush=True))
+    log = lambda text: print(text, file=sys.stderr, flush=True)
+    if bool(args.run) == bool(args.samples):
+        raise GenforgeError("give either --run RUN or --samples DIR|FILE.npz (with --data NAME); see genforge eval --help")
+    if args.samples:
+        from .metrics.evaluate import evaluate_samples
+        from .metrics.report import write_report
+
+        if not args.data:
+            raise GenforgeError("--samples needs --data NAME (the dataset to score them against), "
+                                "e.g. --data mnist --data-root ../shared/data/mnist")
+        result = evaluate_samples(args.samples, args.data, args.data_root or "", settings, args.evaluator,
+                                  args.inception_weights, log)
+        out = Path(args.out or f"{Path(args.samples).with_suffix('')}-eval")
+        paths = write_report(result, out, out, None)
+    else:
+        run = load_run(args.run, device=args.device)
+        result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights, args.out, log=log)
     extractor = result["protocol"].get("extractor", {})
     if extractor:
         print(f"extractor: {extractor['kind']} {extractor.get('path', '')} (sha256 {extractor['sha256'][:12]}...)")

@@ -192,3 +192,32 @@ def test_eval_keeps_every_report_shows_directions_and_a_real_row_and_compare_tab
     table = capsys.readouterr().out
     assert "fid (↓)" in table and "precision (↑)" in table and table.count(str(run_dir)) == 2
     assert main(["compare", str(tmp_path / "nothing")]) == 2
+
+
+def test_eval_samples_scores_images_of_any_tool_on_the_same_protocol(tmp_path, quick_evaluator, tiny_run, capsys):
+    """Issue 18: genforge eval --samples DIR|FILE.npz scores outside images against the same reference."""
+    import numpy as np
+    from PIL import Image
+
+    from genforge.data import load_dataset
+
+    digits = load_dataset("mnist-5k", split="train").images[:200, 0].numpy()
+    np.savez(tmp_path / "real.npz", x=digits)
+    (tmp_path / "noise").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "noise" / f"{i}.png")
+    common = ["--data", "mnist-5k", "--n", "200", "--evaluator", str(quick_evaluator.path), "--metrics", "fid,pr"]
+    assert main(["eval", "--samples", str(tmp_path / "real.npz"), *common]) == 0
+    assert main(["eval", "--samples", str(tmp_path / "noise"), *common]) == 0
+    real = json.loads((tmp_path / "real-eval" / "eval.json").read_text())
+    noise = json.loads((tmp_path / "noise-eval" / "eval.json").read_text())
+    assert real["metrics"]["fid"] < noise["metrics"]["fid"] / 10  # real digits score far better than noise
+    assert real["protocol"]["samples"]["n"] == 200 and (tmp_path / "real-eval" / "report.html").is_file()
+    assert main(["eval", "--run", str(tiny_run), "--out", str(tmp_path / "run-eval"), *common[2:]]) == 0
+    run_result = json.loads((tmp_path / "run-eval" / "eval.json").read_text())
+    assert run_result["protocol"]["reference"] == real["protocol"]["reference"]  # the same reference images
+    assert run_result["protocol"]["extractor"] == real["protocol"]["extractor"]
+    assert main(["eval", "--samples", str(tmp_path / "real.npz")]) == 2
+    assert "--samples needs --data NAME" in capsys.readouterr().err
+    assert main(["eval", "--samples", str(tmp_path / "real.npz"), "--run", str(tiny_run), "--data", "mnist-5k"]) == 2

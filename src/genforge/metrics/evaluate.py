@@ -286,6 +286,48 @@ def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | Non
             "_images": {"samples": fake_images[:64], "real": real_images[spread_indices(len(real_images), 64)]}}
 
 
+def evaluate_samples(samples: str | Path, data: str, data_root: str = "", settings: EvalSettings | None = None,
+                     evaluator: str | None = None, inception_weights: str | None = None, log=print) -> dict:
+    """Score images made by any tool (a folder of image files or an .npz with array `x`) against the
+    reference split of dataset `data`, with the protocol of evaluate_run (feature metrics only), so
+    that genforge and other tools can be compared on one protocol. Returns the eval.json content."""
+    from ..config import RunConfig
+    from ..data import load_dataset
+
+    settings = settings or EvalSettings()
+    start = time.perf_counter()
+    path = Path(samples)
+    source = f"npz:{path}" if path.suffix.lower() == ".npz" else f"folder:{path}"
+    if not path.exists():
+        raise GenforgeError(f"--samples {path} does not exist; give a folder of images or an .npz file with array x")
+    fake = load_dataset(source)
+    metrics = tuple(m for m in (settings.metrics or ("fid", "kid", "is", "pr")))
+    bad = [m for m in metrics if m not in FEATURE_METRICS or m == "acc"]
+    if bad:
+        raise GenforgeError(f"--samples scores {', '.join(m for m in FEATURE_METRICS if m != 'acc')}; "
+                            f"drop {', '.join(bad)} from --metrics")
+    cfg = RunConfig.from_dict({"data": {"name": data, "root": data_root, "image_size": fake.image_size,
+                                        "channels": fake.channels}}, source="--samples")
+    extractors = make_extractors(data, fake.image_size, fake.channels, torch.device("cpu"), evaluator,
+                                 inception_weights, data_cfg=cfg.data)
+    real_images, _, reference = _reference(cfg, settings.reference_split, settings.n, settings.seed)
+    fake_images = fake.images[:settings.n].float().div(255)
+    if "kid" in metrics and min(len(real_images), len(fake_images)) < _kid_size(settings, len(real_images),
+                                                                               len(fake_images)):
+        raise GenforgeError("KID needs at least as many images per side as its subset size; lower --kid-subset-size")
+    log(f"extracting features of {len(real_images)} reference images ({reference['split']} split)")
+    real_features = extract(extractors.features, real_images)
+    log(f"scoring {len(fake_images)} images from {path}")
+    results = feature_metrics(real_features, fake_images, extractors, settings, metrics)
+    protocol = _protocol(settings, metrics, extractors, reference, len(fake_images), "none")
+    protocol["samples"] = {"source": str(path), "n": len(fake_images), "selection": f"the first {len(fake_images)}"}
+    return {"genforge_version": __version__, "run": str(path), "step": 0, "model": "external samples",
+            "family": "", "data": data, "metrics": results, "real_against_real": {}, "protocol": protocol,
+            "settings": asdict(settings) | {"metrics": list(metrics), "reference_split": reference["split"]},
+            "seconds": round(time.perf_counter() - start, 2),
+            "_images": {"samples": fake_images[:64], "real": real_images[spread_indices(len(real_images), 64)]}}
+
+
 def _real_against_real(cfg, reference: dict, settings: EvalSettings, extractors: Extractors,
                        real_features: torch.Tensor, metrics, log) -> tuple[dict, dict]:
     """Feature metrics of real images from the other split (train when the reference is test) against

@@ -19,15 +19,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e '.[test,web,onnx,browser]'
 	touch $(STAMP)
 
+# The VAE first: its grids are recognisable digits after a few hundred steps (seconds), so the
+# first picture comes early; then the class-conditional GAN, one row per digit (docs/benchmarks.md).
 demo: $(STAMP)
-	$(PY) -m genforge train --preset demo-dcgan --out runs/demo-dcgan
+	@echo "Training pictures appear as they are drawn: runs/demo-vae/samples/latest.png, then runs/demo-cgan/samples/latest.png"
 	$(PY) -m genforge train --preset demo-vae --out runs/demo-vae
-	$(PY) -m genforge sample --run runs/demo-dcgan --n 64 --seed 0 --out runs/demo-dcgan/samples-seed0.png
+	$(PY) -m genforge train --preset demo-cgan --out runs/demo-cgan
 	$(PY) -m genforge sample --run runs/demo-vae --n 64 --seed 0 --out runs/demo-vae/samples-seed0.png
+	$(PY) -m genforge sample --run runs/demo-cgan --class all --n 100 --seed 0 --out runs/demo-cgan/samples-seed0.png
 	@echo
 	@echo "Pictures written:"
-	@echo "  DCGAN samples: runs/demo-dcgan/samples-seed0.png (training grids in runs/demo-dcgan/samples/)"
-	@echo "  VAE samples:   runs/demo-vae/samples-seed0.png (training grids in runs/demo-vae/samples/)"
+	@echo "  VAE samples:               runs/demo-vae/samples-seed0.png (training grids in runs/demo-vae/samples/)"
+	@echo "  conditional GAN, one row per digit 0-9: runs/demo-cgan/samples-seed0.png (training grids in runs/demo-cgan/samples/)"
 
 # The linter first (seconds), then the suite.
 test: $(STAMP)

@@ -256,11 +256,11 @@ def worker_sample(case: dict, side: str, device: torch.device, seconds: float) -
             return torch.cat(out)
     else:
         cfg = genforge_config(case, "genforge", str(device))
-        run = Run(Path("."), cfg, model_spec(case["model"]).family, 0, {"generator": generator}, device)
-        if side == "genforge-bf16":
+        if side == "genforge-bf16":  # what `genforge sample --precision bf16` does (load_run(precision="bf16"))
             to_channels_last({"generator": generator})
             precision = "bf16"
-        sample = lambda count: _sample_with(run, count, autocast(device, precision))
+        run = Run(Path("."), cfg, model_spec(case["model"]).family, 0, {"generator": generator}, device, precision)
+        sample = lambda count: _sample_with(run, count, autocast(device, "fp32"))
     flops = count_flops(lambda: sample(500)) / 500
     sample(500)  # warm-up
     rates = []

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # (pytest-xdist), and a second thread per worker would only fight for the cores (OpenMP threads
 # spin while they wait, so oversubscribed cores slow every worker down many times over).
 torch.set_num_threads(1)
+# In-process CLI calls default to --threads auto, which keeps torch's count when OMP_NUM_THREADS is set.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def tiny_config(name: str = "dcgan", steps: int = 20, **sections):

@@ -7,7 +7,7 @@ imported). Layers, top first:
     services  run, training, metrics, translate, export
     families  families (each family's folder, the contract, the registry)
     shared    conditioning, losses, nn, data
-    ground    config, runtime, rundir, imageio, errors
+    ground    config, config_docs, runtime, rundir, imageio, errors, progress
 
 A module may import its own layer or a lower one, with these extra rules: metrics and run never
 import training; inside families, a family's folder imports only itself, the contract and the
@@ -29,7 +29,7 @@ LAYERS = {
     "services": ("run", "training", "metrics", "translate", "export"),
     "families": ("families",),
     "shared": ("conditioning", "losses", "nn", "data"),
-    "ground": ("config", "runtime", "rundir", "imageio", "errors"),
+    "ground": ("config", "config_docs", "runtime", "rundir", "imageio", "errors", "progress"),
 }
 ORDER = ["ground", "shared", "families", "services", "entry"]
 

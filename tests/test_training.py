@@ -243,3 +243,38 @@ def test_a_signal_during_a_snapshot_still_leaves_a_checkpoint_where_it_stopped(t
     result = train(cfg, tmp_path / "run", quiet=True)
     assert result.stopped_by_signal == "SIGTERM" and result.step < 10
     assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run")][-1:] == [result.step]
+
+
+def test_grids_at_step_zero_and_where_a_run_finishes_off_the_sample_interval(tmp_path):
+    """Issue 18: a run whose steps are not a multiple of sample_every still ends with the grid of its
+    last step (and names it), and the first grid is drawn at step 0."""
+    cfg = tiny_config("vae-mlp", steps=13, train={"sample_every": 5, "checkpoint_every": 100})
+    result = train(cfg, tmp_path / "run", quiet=True)
+    grids = sorted(p.name for p in (tmp_path / "run" / "samples").glob("step-*.png"))
+    assert grids == ["step-0000000.png", "step-0000005.png", "step-0000010.png", "step-0000013.png"]
+    assert result.samples == tmp_path / "run" / "samples" / "step-0000013.png"
+
+
+def test_a_signal_writes_the_grid_of_the_step_it_stopped_at(tmp_path, monkeypatch):
+    from genforge.training import loop
+
+    flags = []
+
+    class RecordedFlag(loop._StopFlag):
+        def __enter__(self):
+            flags.append(self)
+            return super().__enter__()
+
+    class SignalAfterEightSteps(loop.Reporter):
+        def advance(self, n):
+            super().advance(n)
+            self.done_steps = getattr(self, "done_steps", 0) + n
+            if self.done_steps == 8:
+                flags[0]._handle(signal.SIGINT, None)  # what the signal handler does, without a real signal
+
+    monkeypatch.setattr(loop, "_StopFlag", RecordedFlag)
+    monkeypatch.setattr(loop, "Reporter", SignalAfterEightSteps)
+    cfg = tiny_config("vae-mlp", steps=50, train={"sample_every": 5, "checkpoint_every": 100})
+    result = train(cfg, tmp_path / "run", quiet=True)
+    assert result.stopped_by_signal == "SIGINT" and result.step == 8
+    assert result.samples == tmp_path / "run" / "samples" / "step-0000008.png" and result.samples.is_file()

@@ -39,7 +39,10 @@ def _add_train(sub) -> None:
             "genforge train --config my.yaml --set train.lr=0.001 --dry-run",
             "genforge train --model pix2pix --data paired:pairs/edges2digits --out runs/edges2digits --set model.width=16"))
     p.add_argument("--preset", help="named settings to start from (listed by genforge info)")
-    p.add_argument("--config", help="YAML or TOML file with sections model, data, train")
+    from .config import SECTIONS
+
+    p.add_argument("--config", help=f"YAML or TOML file with the sections {', '.join(SECTIONS)} "
+                                    "(each a mapping of settings; genforge info --settings lists them)")
     p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, "
                                    "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, diffusion-unet, cdiffusion-unet")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
@@ -98,6 +101,7 @@ def _cmd_train(args) -> int:
     out = Path(args.out or f"runs/{cfg.model.name}-{slug(cfg.data.name)}")
     if args.dry_run:
         cfg = resolve_model(cfg, load_data(cfg))
+        print(f"# {_dry_run_outcome(cfg, out)}")
         print(f"# resolved configuration for {out}")
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
@@ -109,6 +113,31 @@ def _cmd_train(args) -> int:
     print(f"run: {result.run_dir} (step {result.step})")
     print(f"samples: {result.samples}")
     return 0
+
+
+def _dry_run_outcome(cfg, out: Path) -> str:
+    """What `train` would do with `out`: start, resume from which step, or refuse."""
+    from .config import config_diff
+    from .rundir import CONFIG_FILE, list_checkpoints, read_saved_config
+    from .training.loop import RESUMABLE_CHANGES
+
+    if not (out / CONFIG_FILE).is_file():
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            return f"would refuse: {out} exists and is not a genforge run"
+        return f"would start a new run in {out} (0 of {cfg.train.steps} steps)"
+    saved = read_saved_config(out)
+    if cfg.train.precision == "auto":  # resuming with auto keeps the run's saved precision
+        from .config import replace
+
+        cfg = replace(cfg, train={"precision": saved.train.precision})
+    conflicts = config_diff(saved, cfg, RESUMABLE_CHANGES)
+    if conflicts:
+        return f"would refuse: {out} holds a run with other settings ({'; '.join(conflicts[:3])})"
+    found = list_checkpoints(out)
+    step = found[-1][0] if found else 0
+    if step >= cfg.train.steps:
+        return f"would find {out} finished (step {step} of {cfg.train.steps}) and only re-draw its samples"
+    return f"would resume {out} from step {step} (of {cfg.train.steps})"
 
 
 # --- sample -----------------------------------------------------------------------------------------
@@ -137,6 +166,9 @@ def _add_sample(sub) -> None:
     p.add_argument("--truncation", type=float, default=0.0, metavar="T",
                    help="truncation trick: redraw latent values outside [-T, T] (e.g. 0.7; default off)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="fp32 (default: the same images on every machine) or bf16 (autocast + channels-last: "
+                        "faster on CPUs with native bf16 and on GPUs; images differ by bf16 rounding)")
     diffusion = p.add_argument_group("diffusion models (defaults: the run's diffusion.sampler, steps, eta, guidance)")
     diffusion.add_argument("--sampler", help="ddpm (ancestral), ddim, heun (EDM) or dpm2m (DPM-Solver++(2M))")
     diffusion.add_argument("--steps", type=int, help="sampling steps (heun spends 2 x steps - 1 network evaluations)")
@@ -183,7 +215,7 @@ def _cmd_sample(args) -> int:
 
     if not args.separate:
         check_overwrite(args.out, args.force)  # before the model is loaded and sampled
-    run = load_run(args.run, device=args.device)
+    run = load_run(args.run, device=args.device, precision=args.precision)
     labels, nrow = None, args.nrow or None
     if args.class_ == "all":
         classes = run.config.model.num_classes
@@ -320,7 +352,8 @@ def _add_interpolate(sub) -> None:
     p.add_argument("--truncation", type=float, default=0.0, metavar="T", help="truncate the seeds' latents to [-T, T]")
     p.add_argument("--out", default="interpolation.png", help=".png grid or .gif animation")
     p.add_argument("--frame-ms", type=int, default=120, help="GIF: milliseconds per frame (default 120)")
-    p.add_argument("--scale", type=int, default=1, help="GIF: enlarge frames this many times (default 1)")
+    p.add_argument("--scale", type=int, default=0,
+                   help="GIF: enlarge frames this many times (default 0: to at least 256 pixels a side)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_interpolate)
 
@@ -336,8 +369,8 @@ def _cmd_interpolate(args) -> int:
     suffix = Path(args.out).suffix.lower()
     if suffix not in (".png", ".gif"):
         raise GenforgeError(f"--out must end in .png (grid) or .gif (animation), got {args.out!r}")
-    if args.frame_ms <= 0 or args.scale <= 0:
-        raise GenforgeError("--frame-ms and --scale must be positive")
+    if args.frame_ms <= 0 or args.scale < 0:
+        raise GenforgeError("--frame-ms must be positive and --scale at least 0 (0: automatic)")
     labels = _class_labels(args.class_)
     run = load_run(args.run, device=args.device)
     images = run.interpolate(seeds, args.steps, labels=labels, truncation=args.truncation)
@@ -418,8 +451,12 @@ def _cmd_serve(args) -> int:
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="describe a run directory, or list models, datasets and presets",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog=_examples("genforge info --run runs/dcgan", "genforge info"))
+                       epilog=_examples("genforge info --run runs/dcgan", "genforge info",
+                                        "genforge info --settings", "genforge info --preset demo-cgan"))
     p.add_argument("--run", help="run directory")
+    p.add_argument("--settings", action="store_true",
+                   help="list every setting (section.key), its type, default and meaning")
+    p.add_argument("--preset", metavar="NAME", help="show a preset's settings (without loading its data)")
     p.set_defaults(func=_cmd_info)
 
 
@@ -428,6 +465,22 @@ def _cmd_info(args) -> int:
     from .data import DATASETS
     from .families.registry import MODELS
 
+    if args.settings:
+        from .config_docs import format_settings
+
+        print(format_settings())
+        return 0
+    if args.preset:
+        import yaml
+
+        from .config_docs import preset_settings
+        from .families.registry import resolve_config
+
+        print(f"# preset {args.preset}: its own settings")
+        print(yaml.safe_dump(preset_settings(args.preset), sort_keys=False), end="")
+        print("# all settings with this preset (model settings left at 0 are filled from the data when training)")
+        print(yaml.safe_dump(resolve_config(args.preset).to_dict(), sort_keys=False), end="")
+        return 0
     if not args.run:
         print("models:   " + ", ".join(f"{n} ({s.family.name})" for n, s in MODELS.items()))
         from .data import SOURCES
@@ -473,18 +526,18 @@ def _add_data(sub) -> None:
                        epilog=_examples("genforge data info mnist-5k",
                                         "genforge data info zip:cifar10-jpeg/train.zip --preview cifar.png",
                                         "genforge data download fashion-mnist",
-                                        "genforge data download cifar10 --root data/cifar10",
+                                        "genforge data download cifar10 --data-root data/cifar10",
                                         "genforge data make-pairs edges2digits --out pairs/edges2digits"))
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=_Parser)
 
     info = data_sub.add_parser(
         "info", help="count, size, classes, pixel mean/std and a preview grid of a dataset",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_examples("genforge data info mnist --root ../shared/data/mnist --split test",
+        epilog=_examples("genforge data info mnist --data-root ../shared/data/mnist --split test",
                          "genforge data info folder:my-photos --image-size 64 --preview photos.png",
                          "genforge data info zip:cifar10-jpeg/train.zip --skip-bad"))
     info.add_argument("source", metavar="NAME|SOURCE", help="dataset name, or folder:PATH, zip:PATH, npz:PATH")
-    info.add_argument("--root", help="folder holding a named dataset's files")
+    info.add_argument("--data-root", "--root", dest="root", help="folder holding a named dataset's files")
     info.add_argument("--split", default="train", help="train (default), test, ...")
     info.add_argument("--image-size", type=int, default=0, help="resize as training would (0: native size)")
     info.add_argument("--channels", type=int, default=0, choices=[0, 1, 3], help="convert as training would")
@@ -497,11 +550,11 @@ def _add_data(sub) -> None:
     download = data_sub.add_parser(
         "download", help="fetch a standard dataset from its official source, verified by checksum",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Download into --root, else $GENFORGE_DATA/NAME, else ~/.cache/genforge/data/NAME. "
+        description="Download into --data-root, else $GENFORGE_DATA/NAME, else ~/.cache/genforge/data/NAME. "
                     "Interrupted downloads resume; files are renamed into place only once verified.",
-        epilog=_examples("genforge data download mnist", "genforge data download cifar100 --root /data/cifar100"))
+        epilog=_examples("genforge data download mnist", "genforge data download cifar100 --data-root /data/cifar100"))
     download.add_argument("name", metavar="NAME", help="mnist, fashion-mnist, kmnist, cifar10, cifar100")
-    download.add_argument("--root", help="folder to download into")
+    download.add_argument("--data-root", "--root", dest="root", help="folder to download into")
     download.set_defaults(func=_cmd_data_download)
     _add_data_make_pairs(data_sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -530,7 +583,8 @@ def _cmd_data_info(args) -> int:
     print("std:      " + "  ".join(f"{c} {v:.2f}" for c, v in zip(channel_names, s.std)) + "  (0..255)")
     if not args.no_preview:
         default = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in Path(args.source).stem) or "data"
-        print(f"preview:  {save_preview(data, args.preview or f'{default}-preview.png')}")
+        paired = " (pairs: each row of inputs A above its row of targets B)" if data.targets is not None else ""
+        print(f"preview:  {save_preview(data, args.preview or f'{default}-preview.png')}{paired}")
     return 0
 
 
@@ -540,6 +594,7 @@ def _cmd_data_download(args) -> int:
 
     root = download_dataset(args.name, data_root(args.name, args.root))
     print(f"{args.name}: ready in {root}")
+    return 0
 
 
 def _add_data_make_pairs(data_sub) -> None:
@@ -573,6 +628,7 @@ def _cmd_data_make_pairs(args) -> int:
                       args.test_fraction, args.seed)
     print(f"wrote {', '.join(f'{n} {s} pairs' for s, n in made.counts.items())} to {made.out_dir}")
     print(f"train with: genforge train --model pix2pix --data paired:{made.out_dir} --out runs/{args.task}")
+    return 0
 
 
 # --- translate --------------------------------------------------------------------------------------
@@ -635,7 +691,12 @@ def _add_eval(sub) -> None:
         epilog=_examples("genforge eval --run runs/dcgan --evaluator evaluators/mnist.pt",
                          "genforge eval --run runs/vae --metrics fid,nll --n 5000",
                          "genforge eval --run runs/dcgan --inception-weights pt_inception-2015-12-05-6726825d.pth"))
-    p.add_argument("--run", required=True, help="run directory written by genforge train")
+    p.add_argument("--run", help="run directory written by genforge train (or --samples)")
+    p.add_argument("--samples", metavar="DIR|FILE.npz",
+                   help="score images made by any tool instead of a run: a folder of images or an .npz with array x "
+                        "(with --data, and --data-root for a named dataset; feature metrics only)")
+    p.add_argument("--data", help="with --samples: the dataset whose reference split they are scored against")
+    p.add_argument("--data-root", help="with --samples: folder holding that dataset's files")
     p.add_argument("--n", type=int, default=10000, help="generated images, and at most this many real ones (default 10000)")
     p.add_argument("--metrics", help="comma-separated: fid,kid,is,pr,acc,nll (default fid,kid,is,pr; "
                                      "+acc for conditional models, +nll for VAEs)")
@@ -649,7 +710,10 @@ def _add_eval(sub) -> None:
     p.add_argument("--nll-images", type=int, default=10000, help="test images for the VAE likelihood (default 10000)")
     p.add_argument("--binarize", choices=["dynamic", "threshold", "none"],
                    help="test targets of the likelihood (default dynamic for Bernoulli decoders, none for Gaussian)")
-    p.add_argument("--out", help="folder for eval.json and report.html (default RUN/eval)")
+    p.add_argument("--out", help="folder for eval.json and report.html (default RUN/eval, the newest; each "
+                                 "evaluation is also kept in RUN/eval/step-N)")
+    p.add_argument("--no-real-reference", dest="real_reference", action="store_false",
+                   help="skip the real-against-real row (real images of the other split scored like samples)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=_cmd_eval)
 
@@ -661,19 +725,59 @@ def _cmd_eval(args) -> int:
 
     settings = EvalSettings(n=args.n, metrics=parse_metrics(args.metrics), seed=args.seed,
                             kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size, nll_k=args.nll_k,
-                            nll_images=args.nll_images, binarize=args.binarize or "")
-    run = load_run(args.run, device=args.device)
-    result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights,
-                                        args.out, log=lambda text: print(text, file=sys.stderr, flush=True))
+                            nll_images=args.nll_images, binarize=args.binarize or "",
+                            real_reference=args.real_reference)
+    log = lambda text: print(text, file=sys.stderr, flush=True)
+    if bool(args.run) == bool(args.samples):
+        raise GenforgeError("give either --run RUN or --samples DIR|FILE.npz (with --data NAME); see genforge eval --help")
+    if args.samples:
+        from .metrics.evaluate import evaluate_samples
+        from .metrics.report import write_report
+
+        if not args.data:
+            raise GenforgeError("--samples needs --data NAME (the dataset to score them against), "
+                                "e.g. --data mnist --data-root ../shared/data/mnist")
+        result = evaluate_samples(args.samples, args.data, args.data_root or "", settings, args.evaluator,
+                                  args.inception_weights, log)
+        out = Path(args.out or f"{Path(args.samples).with_suffix('')}-eval")
+        paths = write_report(result, out, out, None)
+    else:
+        run = load_run(args.run, device=args.device)
+        result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights, args.out, log=log)
     extractor = result["protocol"].get("extractor", {})
     if extractor:
         print(f"extractor: {extractor['kind']} {extractor.get('path', '')} (sha256 {extractor['sha256'][:12]}...)")
     reference = result["protocol"]["reference"]
     print(f"protocol:  {result['protocol']['n_generated']} generated (seed {result['protocol']['sample_seed']}) vs "
           f"{reference['n']} real ({reference['data']} {reference['split']})")
+    from .metrics.report import metric_direction
+
+    real = result.get("real_against_real") or {}
     for key, value in result["metrics"].items():
-        print(f"{key + ':':<16} {value:.5g}")
-    print(f"wrote {paths['json']} and {paths['html']}")
+        reference = f"   real against real {real[key]:.5g}" if key in real else ""
+        print(f"{key + ':':<16} {value:<10.5g} {metric_direction(key):<18}{reference}".rstrip())
+    print(f"wrote {paths['json']} and {paths['html']}" + (f" (kept in {paths['history']})" if "history" in paths else ""))
+    return 0
+
+
+# --- compare ----------------------------------------------------------------------------------------
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare", help="a table of the evaluations of several runs (from genforge eval)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="One row per evaluation kept in RUN/eval (every genforge eval of the run), one column per "
+                    "metric, each with its better direction; says when runs used different feature extractors.",
+        epilog=_examples("genforge compare runs/dcgan runs/cgan-mnist", "genforge compare runs/* --latest"))
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories evaluated with genforge eval")
+    p.add_argument("--latest", action="store_true", help="only each run's newest evaluation")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    from .metrics.report import compare_table
+
+    print(compare_table(args.runs, latest_only=args.latest))
     return 0
 
 
@@ -743,7 +847,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_train_evaluator(sub)
     _add_eval(sub)
+    _add_compare(sub)
+    _add_thread_options(sub)
     return parser
+
+
+# Subcommands that compute with torch get --threads (export and info only load weights).
+COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "interpolate", "translate", "eval",
+                      "train-evaluator", "data info", "data make-pairs")
+
+
+def _add_thread_options(sub) -> None:
+    for name in COMPUTING_COMMANDS:
+        parser = sub.choices[name.split()[0]]
+        if " " in name:
+            parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name.split()[1]]
+        parser.add_argument("--threads", default="auto", metavar="N|auto",
+                            help="CPU threads for torch (default auto: the cores other processes leave free, at "
+                                 "least 1, announced in one line when fewer than the CPUs; an OMP_NUM_THREADS "
+                                 "setting wins). More threads than free cores slows everything down many times")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -753,7 +875,14 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        return args.func(args)
+        if getattr(args, "threads", None) is not None and not getattr(args, "dry_run", False):
+            from .runtime import set_threads
+
+            set_threads(args.threads, log=lambda text: print(text, file=sys.stderr, flush=True))
+        from .progress import reporting
+
+        with reporting(not getattr(args, "quiet", False)):
+            return args.func(args)
     except GenforgeError as exc:
         print(f"genforge: error: {exc}", file=sys.stderr)
         return 2

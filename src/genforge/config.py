@@ -271,11 +271,20 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"steps": 3000, "batch_size": 64, "lr": 2e-4, "log_every": 100, "sample_every": 500,
                   "checkpoint_every": 500},
     },
+    # The demo's GAN: the class-conditional cgan-mnist recipe on the embedded digits; its grids have
+    # one row per digit. Steps chosen for about a minute on 2 idle cores (docs/benchmarks.md).
+    "demo-cgan": {
+        "model": {"name": "cdcgan", "width": 32, "class_head": "both"},
+        "data": {"name": "mnist-5k"},
+        "train": {"steps": 2000, "batch_size": 64, "lr": 2e-4, "betas": [0.5, 0.999], "log_every": 100,
+                  "sample_every": 250, "checkpoint_every": 500},
+        "gan": {"loss": "non-saturating", "ema_decay": 0.999},
+    },
     "demo-vae": {
         "model": {"name": "vae-conv", "latent_dim": 16},
         "data": {"name": "mnist-5k"},
         "train": {"steps": 2000, "batch_size": 64, "lr": 1e-3, "betas": [0.9, 0.999], "log_every": 100,
-                  "sample_every": 500, "checkpoint_every": 500},
+                  "sample_every": 250, "checkpoint_every": 500},
     },
     "dcgan-mnist": {
         "model": {"name": "dcgan", "width": 64},
@@ -500,6 +509,10 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
         merged = deep_update(merged, PRESETS[preset])
     if config_file:
         merged = deep_update(merged, read_config_file(config_file))
+    if isinstance(overrides, dict) or not isinstance(overrides or [], (list, tuple)) or not all(
+            isinstance(o, dict) for o in overrides or []):
+        raise GenforgeError(f"overrides must be a list of nested dicts, got {type(overrides).__name__}; "
+                            "e.g. overrides=[{'train': {'steps': 2000}}]")
     for o in overrides or []:
         merged = deep_update(merged, o)
     # In ModelConfig 0 means "not given, take the model's default"; a user who writes 0 means a

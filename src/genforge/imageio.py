@@ -197,9 +197,17 @@ def save_separate(images: torch.Tensor, folder: str | Path, prefix: str = "sampl
     return [save_png(img.permute(1, 2, 0).numpy(), Path(folder) / f"{prefix}-{i:05d}.png") for i, img in enumerate(images)]
 
 
-def save_gif(images: torch.Tensor, path: str | Path, frame_ms: int = 120, scale: int = 1) -> Path:
+GIF_MIN_SIDE = 256
+"""scale 0 (the default) enlarges GIF frames to at least this many pixels a side: a 28x28 digit is
+unreadably small in a browser or a chat window."""
+
+
+def save_gif(images: torch.Tensor, path: str | Path, frame_ms: int = 120, scale: int = 0) -> Path:
     """(N, C, H, W) frames ([0, 1] floats or uint8) as a looping animated GIF, each frame shown
-    frame_ms milliseconds, enlarged `scale` times (nearest neighbour)."""
+    frame_ms milliseconds, enlarged `scale` times (nearest neighbour); 0: to at least GIF_MIN_SIDE
+    pixels a side."""
+    if scale <= 0:
+        scale = max(1, -(-GIF_MIN_SIDE // max(images.shape[-2:])))
     path = Path(path)
     check_overwrite(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,10 @@ torch.compile. The ground floor: imports no family and nothing above it."""
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import sys
+import time
 
 import torch
 from torch import nn
@@ -137,3 +140,68 @@ def compile_networks(nets: dict[str, nn.Module], device: torch.device, log=print
         log(f"torch.compile is unavailable ({reason}); training in eager mode")
         return nets
     return {name: torch.compile(net) for name, net in nets.items()}
+
+
+# --- CPU threads --------------------------------------------------------------------------------------
+# With more torch threads than free cores, every OpenMP region waits for a thread the scheduler has
+# parked: on a 2-core machine at load 10-14, two threads trained the demo at 35-65 images/s where one
+# thread ran at 578-640 (issue 18). So 'auto' counts the cores other processes keep busy and uses
+# only the free ones (at least one). benchmarks/bench_threads.py measures the choice under a load it
+# starts itself.
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def busy_cores(samples: int = 5, interval: float = 0.02) -> float:
+    """How many cores other processes keep busy: the larger of the 1-minute load average and the
+    median number of runnable tasks right now (minus this one), from /proc/loadavg. The load
+    average lags a load that just started by a minute; the runnable count does not."""
+    try:
+        load1 = os.getloadavg()[0]
+    except OSError:
+        return 0.0
+    runnable = []
+    try:
+        for i in range(samples):
+            with open("/proc/loadavg", encoding="ascii") as f:
+                runnable.append(int(f.read().split()[3].split("/")[0]) - 1)
+            if i + 1 < samples:
+                time.sleep(interval)
+    except (OSError, ValueError, IndexError):
+        runnable = [0]
+    return max(load1, float(sorted(runnable)[len(runnable) // 2]))
+
+
+def auto_threads(cores: int | None = None, busy: float | None = None) -> int:
+    """Torch threads for this machine now: the cores left free by other processes, at least 1."""
+    cores = cpu_count() if cores is None else cores
+    busy = busy_cores() if busy is None else busy
+    return max(1, min(cores, math.floor(cores - busy + 0.5)))
+
+
+def set_threads(threads: int | str = "auto", log=None) -> int:
+    """Set torch's intra-op threads: a number, or 'auto' (see auto_threads). With 'auto' an
+    OMP_NUM_THREADS in the environment wins (the user chose), and a choice below the CPU count is
+    announced in one line through `log`. Returns the number used."""
+    if threads == "auto" or threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return torch.get_num_threads()
+        cores, busy = cpu_count(), busy_cores()
+        chosen = auto_threads(cores, busy)
+        if chosen < cores and log is not None:
+            log(f"genforge: other work keeps {busy:.1f} of {cores} cores busy (load average / runnable tasks): "
+                f"using {chosen} torch thread{'s' if chosen > 1 else ''} (--threads N to choose)")
+    else:
+        try:
+            chosen = int(threads)
+        except (TypeError, ValueError):
+            chosen = 0
+        if chosen < 1:
+            raise GenforgeError(f"--threads takes a positive number or auto, got {threads!r}; e.g. --threads 1")
+    torch.set_num_threads(chosen)
+    return chosen

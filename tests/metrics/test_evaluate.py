@@ -143,3 +143,81 @@ def test_eval_every_on_a_vae_logs_the_likelihood(tmp_path):
     records = [r for r in read_metrics(tmp_path / "vae" / "metrics.jsonl") if "eval_test_nll" in r]
     assert [r["step"] for r in records] == [3, 6]
     assert all(r["eval_test_nll"] <= r["eval_test_elbo"] for r in records)
+
+
+def test_report_real_grid_spreads_over_a_class_ordered_split(tmp_path):
+    """Issue 18: mnist-5k's test split is stored class by class; the report's real grid must not be
+    its first 64 images (only 0s and 1s) but spread over the split, showing every class."""
+    from genforge.data import load_dataset
+    from genforge.metrics.evaluate import EvalSettings, evaluate_run, spread_indices
+    from genforge.run import load_run
+
+    cfg = resolve_config(overrides=[{"model": {"name": "vae-mlp", "width": 16, "latent_dim": 4},
+                                     "data": {"name": "mnist-5k"},
+                                     "train": {"steps": 2, "batch_size": 8, "device": "cpu"}}])
+    train(cfg, tmp_path / "vae", quiet=True)
+    result = evaluate_run(load_run(tmp_path / "vae"), EvalSettings(n=600, metrics=("nll",), nll_k=2, nll_images=600),
+                          log=lambda text: None)
+    test = load_dataset("mnist-5k", split="test")
+    assert len(test.images) == 500
+    assert len(set(test.labels[:64].tolist())) <= 2  # the first 64 are class-ordered ...
+    index = spread_indices(500, 64)
+    assert torch.equal(result["_images"]["real"], test.images[index])
+    assert set(test.labels[index].tolist()) == set(range(10))  # ... the grid shows every class
+
+
+def test_eval_keeps_every_report_shows_directions_and_a_real_row_and_compare_tables_them(tmp_path, quick_evaluator,
+                                                                                         capsys):
+    """Issue 18: the metric table says which direction is better and has a real-against-real row;
+    evaluations are kept (not overwritten); genforge compare tables the runs' numbers."""
+    run_dir = tmp_path / "dcgan"
+    train(tiny_config(4), run_dir, quiet=True)
+    base = ["eval", "--run", str(run_dir), "--n", "120", "--evaluator", str(quick_evaluator.path), "--device", "cpu",
+            "--metrics", "fid,pr"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "lower is better" in out and "real against real" in out
+    assert main(base + ["--seed", "1"]) == 0
+    kept = sorted(p.name for p in (run_dir / "eval").glob("step-*"))
+    assert kept == ["step-0000004", "step-0000004-2"]
+    first = json.loads((run_dir / "eval" / "step-0000004" / "eval.json").read_text())
+    second = json.loads((run_dir / "eval" / "eval.json").read_text())
+    assert first["settings"]["seed"] == 0 and second["settings"]["seed"] == 1
+    real = second["real_against_real"]
+    assert real["fid"] < second["metrics"]["fid"]  # real digits are closer to real digits than 4-step samples
+    page = (run_dir / "eval" / "report.html").read_text()
+    assert "real against real" in page and "lower is better" in page
+    capsys.readouterr()
+    assert main(["compare", str(run_dir)]) == 0
+    table = capsys.readouterr().out
+    assert "fid (↓)" in table and "precision (↑)" in table and table.count(str(run_dir)) == 2
+    assert main(["compare", str(tmp_path / "nothing")]) == 2
+
+
+def test_eval_samples_scores_images_of_any_tool_on_the_same_protocol(tmp_path, quick_evaluator, tiny_run, capsys):
+    """Issue 18: genforge eval --samples DIR|FILE.npz scores outside images against the same reference."""
+    import numpy as np
+    from PIL import Image
+
+    from genforge.data import load_dataset
+
+    digits = load_dataset("mnist-5k", split="train").images[:200, 0].numpy()
+    np.savez(tmp_path / "real.npz", x=digits)
+    (tmp_path / "noise").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "noise" / f"{i}.png")
+    common = ["--data", "mnist-5k", "--n", "200", "--evaluator", str(quick_evaluator.path), "--metrics", "fid,pr"]
+    assert main(["eval", "--samples", str(tmp_path / "real.npz"), *common]) == 0
+    assert main(["eval", "--samples", str(tmp_path / "noise"), *common]) == 0
+    real = json.loads((tmp_path / "real-eval" / "eval.json").read_text())
+    noise = json.loads((tmp_path / "noise-eval" / "eval.json").read_text())
+    assert real["metrics"]["fid"] < noise["metrics"]["fid"] / 10  # real digits score far better than noise
+    assert real["protocol"]["samples"]["n"] == 200 and (tmp_path / "real-eval" / "report.html").is_file()
+    assert main(["eval", "--run", str(tiny_run), "--out", str(tmp_path / "run-eval"), *common[2:]]) == 0
+    run_result = json.loads((tmp_path / "run-eval" / "eval.json").read_text())
+    assert run_result["protocol"]["reference"] == real["protocol"]["reference"]  # the same reference images
+    assert run_result["protocol"]["extractor"] == real["protocol"]["extractor"]
+    assert main(["eval", "--samples", str(tmp_path / "real.npz")]) == 2
+    assert "--samples needs --data NAME" in capsys.readouterr().err
+    assert main(["eval", "--samples", str(tmp_path / "real.npz"), "--run", str(tiny_run), "--data", "mnist-5k"]) == 2

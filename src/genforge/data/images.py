@@ -32,6 +32,7 @@ from PIL import Image
 
 from ..errors import GenforgeError
 from ..imageio import IMAGE_SUFFIXES, MAX_IMAGE_FILE_BYTES, bomb_checks, check_image_file
+from ..progress import task
 from .base import ImageDataset
 from .options import LoadOptions, check_fits_in_memory
 
@@ -47,6 +48,7 @@ MAX_WORKERS = 8
 # in-memory arrays in transforms.resize_uint8.
 RESIZE_FILTER = Image.Resampling.BILINEAR
 SHOW_BAD = 3  # how many bad file names a warning lists
+PROGRESS_MIN_FILES = 5000  # decoding this many files shows progress (when a caller asked for it)
 
 
 class BadImage(Exception):
@@ -282,8 +284,12 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
                             f"{len(probe_bad)} files of {source}")
     h, w, c = reference
     if h != w and not (options.image_size or options.default_image_size):
+        pairs = ""
+        if w == 2 * h and kind == "folder":  # the pix2pix datasets' side-by-side pairs
+            pairs = (f"; twice as wide as high, these look like side-by-side pairs: for pix2pix use "
+                     f"--data paired:{container}")
         raise GenforgeError(f"{shown_prefix}{names[probe]} is {w}x{h}, not square; give a size to crop and resize "
-                            "to, e.g. --set data.image_size=64")
+                            f"to, e.g. --set data.image_size=64{pairs}")
     check_fits_in_memory(len(names), c, h, w, source)
 
     out = np.empty((len(names), h, w, c), dtype=np.uint8)
@@ -304,20 +310,27 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
                 out[j] = array
                 filled[j] = True
 
+    # Progress only for large sources (a one-off decoding of minutes): a bar or plain lines.
+    progress = task(f"decoding {source}", len(items) if len(items) >= PROGRESS_MIN_FILES else 0, "image")
     if workers == 1:
-        collect(decode_chunk(kind, container, items, options))
+        chunk = max(256, len(items) // 100)
+        for k in range(0, len(items), chunk):
+            collect(decode_chunk(kind, container, items[k:k + chunk], options))
+            progress.update(len(items[k:k + chunk]))
     else:
         chunk = max(64, len(items) // (workers * 8))
         pool = decoder_pool(workers)
         try:
             futures = [pool.submit(decode_chunk, kind, container, items[k:k + chunk], options)
                        for k in range(0, len(items), chunk)]
-            for future in futures:
+            for k, future in zip(range(0, len(items), chunk), futures):
                 collect(future.result())
+                progress.update(len(items[k:k + chunk]))
         except BaseException:  # SIGINT (KeyboardInterrupt), a failed worker: stop the others now
             stop_pool(pool)
             raise
         pool.shutdown()
+    progress.close()
 
     for key in [k for k in _open_zips if k[0] == os.getpid()]:  # workers=1 opened it here: close it
         _open_zips.pop(key).close()

@@ -57,9 +57,17 @@ def summarize(data: ImageDataset) -> DatasetSummary:
 
 
 def preview_images(data: ImageDataset, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """Images for a grid and its row length: 8 random images per class, one row each, for up to 10
-    classes; otherwise 64 random images. Seeded by `seed`."""
+    """Images for a grid and its row length: for paired data, rows of inputs (A) each above its targets
+    (B); else 8 random images per class, one row each, for up to 10 classes; otherwise 64 random
+    images. Seeded by `seed`."""
     g = torch.Generator().manual_seed(seed)
+    if data.targets is not None and data.targets.shape[1:] == data.images.shape[1:]:
+        # Paired data: 8 random pairs, A (the input) in the first row, B (the target) under it, twice.
+        per_row = min(8, len(data))
+        idx = torch.randperm(len(data), generator=g)[:2 * per_row if len(data) >= 2 * per_row else per_row]
+        rows = [part for k in range(0, len(idx), per_row)
+                for part in (data.images[idx[k:k + per_row]], data.targets[idx[k:k + per_row]])]
+        return torch.cat(rows), per_row
     if data.labels is not None and 1 < data.num_classes <= PREVIEW_MAX_CLASSES:
         rows = []
         for c in range(data.num_classes):

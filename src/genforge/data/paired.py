@@ -3,7 +3,8 @@
 side by side (the pix2pix datasets: facades, maps, edges2shoes): each file holds A on the left half
   and B on the right half; a dataset folder has ``train/``, ``val/``, ``test/`` subfolders.
 two folders: ``A/`` and ``B/`` hold the two images of a pair under the same file name (any
-  extensions); also per split (``train/A``, ``train/B``, ...).
+  extensions); also per split (``train/A``, ``train/B``, ...), or split inside (``A/train``,
+  ``B/train``, ..., as the pix2pix repository's ``combine_A_and_B.py`` takes them).
 
 A split folder is ``PATH/<split>`` when it exists, else ``PATH`` itself for the train split. Every
 pair's halves must have the same size, and all pairs the same size (resize later with
@@ -64,11 +65,13 @@ def read_side_by_side(files: list[Path], name: str = "") -> ImageDataset:
                         targets=tensor[..., half:].contiguous())
 
 
-def _read_two_folders(folder: Path) -> ImageDataset:
-    a_files = {p.stem: p for p in image_files(folder / "A")}
-    b_files = {p.stem: p for p in image_files(folder / "B")}
+def _read_two_folders(folder: Path, a_dir: Path | None = None, b_dir: Path | None = None) -> ImageDataset:
+    """A/ and B/ under `folder`, or the given a_dir and b_dir (the pix2pix repository's A/train + B/train)."""
+    a_dir, b_dir = a_dir or folder / "A", b_dir or folder / "B"
+    a_files = {p.stem: p for p in image_files(a_dir)}
+    b_files = {p.stem: p for p in image_files(b_dir)}
     if not a_files:
-        raise GenforgeError(f"{folder / 'A'} holds no images; put the input images there")
+        raise GenforgeError(f"{a_dir} holds no images; put the input images there")
     missing = sorted(set(a_files) ^ set(b_files))
     if missing:
         side = "B" if missing[0] in a_files else "A"
@@ -99,6 +102,12 @@ def load_paired(path: str, split: str = "train") -> ImageDataset:
                             "or point paired:PATH at a folder with train/ (and test/) subfolders")
     if (root / split).is_dir():
         return read_pairs(root / split)
+    if (root / "A" / split).is_dir() and (root / "B" / split).is_dir():
+        # The layout the pix2pix repository's datasets/combine_A_and_B.py takes: A/train, B/train, A/test, ...
+        return _read_two_folders(root, root / "A" / split, root / "B" / split)
+    if any((root / side / s).is_dir() for side in ("A", "B") for s in ("train", "val", "test")):
+        raise GenforgeError(f"paired data {root} has A/ and B/ split folders but no A/{split} and B/{split} pair; "
+                            f"put the {split} images in both")
     if split == "train" and root.is_dir() and not any((root / s).is_dir() for s in ("val", "test")):
         return read_pairs(root)
     raise GenforgeError(f"paired data {root} has no {split}/ folder; expected {root / split} holding "

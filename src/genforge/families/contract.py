@@ -66,10 +66,11 @@ class FamilyState:
 
 def preview_from_noise(cfg, data, device: torch.device) -> SampleRequest:
     """The default training preview: 64 images from the fixed seed train.seed + 1; conditional
-    models get one row of 8 per class, cycling through the classes."""
+    models get one row of 8 per class, for every class up to 16 (cycling through them beyond)."""
     classes = cfg.model.num_classes
-    labels = torch.arange(64, device=device) // 8 % classes if classes else None
-    return SampleRequest(64, seed=cfg.train.seed + 1, cond=Condition(labels=labels))
+    n = 8 * min(classes, 16) if classes else 64
+    labels = torch.arange(n, device=device) // 8 % classes if classes else None
+    return SampleRequest(n, seed=cfg.train.seed + 1, cond=Condition(labels=labels))
 
 
 @dataclass(frozen=True)

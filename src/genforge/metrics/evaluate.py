@@ -58,6 +58,9 @@ class EvalSettings:
     """At most this many test images for the VAE likelihood metrics."""
     binarize: str = ""
     """'dynamic', 'threshold' or 'none'; empty = dynamic for Bernoulli decoders, none for Gaussian ones."""
+    real_reference: bool = True
+    """Also score n real images of the other split against the reference (the report's real-against-real
+    row: what a perfect model would get with these sample counts)."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.n <= MAX_EVAL_IMAGES:
@@ -102,9 +105,23 @@ def find_evaluator(data_name: str, explicit: str | None) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def train_evaluator_command(data_name: str, data_root: str = "", image_size: int = 0, channels: int = 0) -> str:
+    """The `genforge train-evaluator` command that makes the default evaluator for this data, as printed."""
+    parts = ["genforge train-evaluator", f"--data {data_name}"]
+    if data_root:
+        parts.append(f"--data-root {data_root}")
+    if image_size:
+        parts.append(f"--image-size {image_size}")
+    if channels:
+        parts.append(f"--channels {channels}")
+    return " ".join(parts + [f"--out {DEFAULT_EVALUATOR_DIR / (slug(data_name) + '.pt')}"])
+
+
 def make_extractors(data_name: str, image_size: int, channels: int, device: torch.device,
-                    evaluator: str | None = None, inception_weights: str | None = None) -> Extractors:
-    """Load the classifier evaluator and/or Inception-v3; features come from Inception when given."""
+                    evaluator: str | None = None, inception_weights: str | None = None,
+                    data_cfg=None) -> Extractors:
+    """Load the classifier evaluator and/or Inception-v3; features come from Inception when given.
+    data_cfg (the run's DataConfig) only completes the suggested train-evaluator command."""
     path = find_evaluator(data_name, evaluator)
     classifier = None
     if path is not None:
@@ -121,8 +138,10 @@ def make_extractors(data_name: str, image_size: int, channels: int, device: torc
         return Extractors(FeatureModule(network, "features", 50), FeatureModule(network, "logits", 50),
                           classifier, protocol)
     if classifier is None:
-        raise GenforgeError(f"no evaluator for {data_name}: train one with `genforge train-evaluator --data {data_name} "
-                            f"--out evaluators/{data_name}.pt`, or pass --evaluator FILE or --inception-weights FILE")
+        command = train_evaluator_command(data_name, getattr(data_cfg, "root", ""), getattr(data_cfg, "image_size", 0),
+                                          getattr(data_cfg, "channels", 0))
+        raise GenforgeError(f"no evaluator for {data_name}: train one with `{command}`, "
+                            "or pass --evaluator FILE or --inception-weights FILE")
     protocol = classifier.protocol()
     if classifier.data != data_name:
         protocol["note"] = f"evaluator trained on {classifier.data}, run trained on {data_name}"
@@ -162,6 +181,12 @@ def feature_metrics(real_features: torch.Tensor, fake_images: torch.Tensor, extr
             logits = extract(FeatureModule(extractors.classifier.network, "logits"), fake_images)
             out["class_accuracy"] = float((logits.argmax(1) == fake_labels.cpu()).float().mean())
     return out
+
+
+def spread_indices(total: int, k: int) -> torch.Tensor:
+    """min(k, total) indices spread evenly over range(total): 0, total/k, 2 total/k, ... (rounded down)."""
+    k = min(k, total)
+    return torch.arange(k) * total // max(k, 1)
 
 
 def _reference(cfg, split: str, n: int, seed: int):
@@ -222,7 +247,7 @@ def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | Non
     extractors = None
     if any(m in FEATURE_METRICS for m in metrics):
         extractors = make_extractors(cfg.data.name, model.image_size, model.channels, run.device, evaluator,
-                                     inception_weights)
+                                     inception_weights, data_cfg=cfg.data)
     real_images, _, reference = _reference(cfg, settings.reference_split, settings.n, settings.seed)
     binarize = settings.binarize or default_binarization(cfg)
     if "kid" in metrics:  # fail before the slow part
@@ -250,12 +275,82 @@ def evaluate_run(run, settings: EvalSettings | None = None, evaluator: str | Non
     protocol = _protocol(settings, metrics, extractors, reference, settings.n, binarize)
     if "nll" in metrics:
         protocol["nll"]["test_images"] = nll_reference
+    real_row = {}
+    if extractors is not None and settings.real_reference:
+        # The same metrics for real images of another split against the reference: what a perfect
+        # model would score with these sample counts (FID is biased upwards for small n).
+        real_row, other = _real_against_real(cfg, reference, settings, extractors, real_features, metrics, log)
+        if other:
+            protocol["real_against_real"] = other
     return {"genforge_version": __version__, "run": str(run_dir), "step": run.step, "model": model.name,
-            "family": run.family, "data": cfg.data.name, "metrics": results, "protocol": protocol,
+            "family": run.family, "data": cfg.data.name, "metrics": results, "real_against_real": real_row,
+            "protocol": protocol,
             # the split actually used (the asked-for one falls back to train when there is no test split)
             "settings": asdict(settings) | {"metrics": list(metrics), "reference_split": reference["split"]},
             "seconds": round(time.perf_counter() - start, 2),
-            "_images": {"samples": fake_images[:64], "real": real_images[:64]}}
+            # The report's real grid is spread over the reference like the samples are over the classes:
+            # a split stored class by class (mnist-5k's test split) would otherwise show only 0s and 1s.
+            "_images": {"samples": fake_images[:64], "real": real_images[spread_indices(len(real_images), 64)]}}
+
+
+def evaluate_samples(samples: str | Path, data: str, data_root: str = "", settings: EvalSettings | None = None,
+                     evaluator: str | None = None, inception_weights: str | None = None, log=print) -> dict:
+    """Score images made by any tool (a folder of image files or an .npz with array `x`) against the
+    reference split of dataset `data`, with the protocol of evaluate_run (feature metrics only), so
+    that genforge and other tools can be compared on one protocol. Returns the eval.json content."""
+    from ..config import RunConfig
+    from ..data import load_dataset
+
+    settings = settings or EvalSettings()
+    start = time.perf_counter()
+    path = Path(samples)
+    source = f"npz:{path}" if path.suffix.lower() == ".npz" else f"folder:{path}"
+    if not path.exists():
+        raise GenforgeError(f"--samples {path} does not exist; give a folder of images or an .npz file with array x")
+    fake = load_dataset(source)
+    metrics = tuple(m for m in (settings.metrics or ("fid", "kid", "is", "pr")))
+    bad = [m for m in metrics if m not in FEATURE_METRICS or m == "acc"]
+    if bad:
+        raise GenforgeError(f"--samples scores {', '.join(m for m in FEATURE_METRICS if m != 'acc')}; "
+                            f"drop {', '.join(bad)} from --metrics")
+    cfg = RunConfig.from_dict({"data": {"name": data, "root": data_root, "image_size": fake.image_size,
+                                        "channels": fake.channels}}, source="--samples")
+    extractors = make_extractors(data, fake.image_size, fake.channels, torch.device("cpu"), evaluator,
+                                 inception_weights, data_cfg=cfg.data)
+    real_images, _, reference = _reference(cfg, settings.reference_split, settings.n, settings.seed)
+    fake_images = fake.images[:settings.n].float().div(255)
+    if "kid" in metrics and min(len(real_images), len(fake_images)) < _kid_size(settings, len(real_images),
+                                                                               len(fake_images)):
+        raise GenforgeError("KID needs at least as many images per side as its subset size; lower --kid-subset-size")
+    log(f"extracting features of {len(real_images)} reference images ({reference['split']} split)")
+    real_features = extract(extractors.features, real_images)
+    log(f"scoring {len(fake_images)} images from {path}")
+    results = feature_metrics(real_features, fake_images, extractors, settings, metrics)
+    protocol = _protocol(settings, metrics, extractors, reference, len(fake_images), "none")
+    protocol["samples"] = {"source": str(path), "n": len(fake_images), "selection": f"the first {len(fake_images)}"}
+    return {"genforge_version": __version__, "run": str(path), "step": 0, "model": "external samples",
+            "family": "", "data": data, "metrics": results, "real_against_real": {}, "protocol": protocol,
+            "settings": asdict(settings) | {"metrics": list(metrics), "reference_split": reference["split"]},
+            "seconds": round(time.perf_counter() - start, 2),
+            "_images": {"samples": fake_images[:64], "real": real_images[spread_indices(len(real_images), 64)]}}
+
+
+def _real_against_real(cfg, reference: dict, settings: EvalSettings, extractors: Extractors,
+                       real_features: torch.Tensor, metrics, log) -> tuple[dict, dict]:
+    """Feature metrics of real images from the other split (train when the reference is test) against
+    the reference; ({}, {}) when the dataset has no other split."""
+    other_split = "train" if reference["split"] != "train" else "test"
+    try:
+        images, _, other = _reference(cfg, other_split, settings.n, settings.seed + 1)
+    except GenforgeError:
+        return {}, {}
+    if other["split"] == reference["split"]:
+        return {}, {}
+    feature_only = tuple(m for m in metrics if m in FEATURE_METRICS and m != "acc")
+    if "kid" in feature_only and min(len(images), len(real_features)) < _kid_size(settings, len(real_features), len(images)):
+        feature_only = tuple(m for m in feature_only if m != "kid")
+    log(f"real against real: {len(images)} {other['split']} images against the reference")
+    return feature_metrics(real_features, images, extractors, settings, feature_only), other
 
 
 class TrainingEvaluator:
@@ -284,7 +379,7 @@ class TrainingEvaluator:
         self.real_features = None
         if any(m in FEATURE_METRICS for m in metrics):
             self.extractors = make_extractors(cfg.data.name, cfg.model.image_size, cfg.model.channels, device,
-                                              e.evaluator or None, e.inception_weights or None)
+                                              e.evaluator or None, e.inception_weights or None, data_cfg=cfg.data)
             real_images, _, _ = _reference(cfg, self.settings.reference_split, e.n_samples, e.seed)
             self.real_features = extract(self.extractors.features, real_images)
         self.test = _reference(cfg, "test", e.n_samples, e.seed) if "nll" in metrics else None

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenforgeError
+from ..progress import task
 
 EVALUATOR_FORMAT = "genforge-evaluator"
 
@@ -221,6 +222,7 @@ def train_evaluator(data: str, root: str | None = None, out: str | Path | None =
         network.train()
         order = torch.randperm(len(images), generator=order_generator).to(torch_device)
         total = torch.zeros((), device=torch_device)
+        progress = task(f"epoch {epoch + 1}/{epochs}", steps_per_epoch, "step")
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
             x = images.index_select(0, idx).float().div_(255)
@@ -230,6 +232,8 @@ def train_evaluator(data: str, root: str | None = None, out: str | Path | None =
             optimizer.step()
             schedule.step()
             total += loss.detach()
+            progress.update(1)
+        progress.close()
         network.eval()
         accuracy = classifier_accuracy(network, test_set.images, test_set.labels)
         if log:

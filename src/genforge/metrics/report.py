@@ -19,6 +19,31 @@ from ..rundir import read_metrics
 
 NEAREST_SAMPLES = 8
 
+# metric -> (which direction is better, units and scale). Shown in the report and by `genforge compare`.
+METRIC_INFO = {
+    "fid": ("lower", "squared feature distance (evaluator features; comparable only with the same extractor)"),
+    "kid_mean": ("lower", "MMD^2 with a cubic kernel, same features; unitless"),
+    "kid_std": ("", "spread of KID over subsets"),
+    "is_mean": ("higher", "exp(KL) of class predictions, 1 .. number of classes"),
+    "is_std": ("", "spread of IS over splits"),
+    "precision": ("higher", "share of samples inside the real manifold (k = 3), 0 .. 1"),
+    "recall": ("higher", "share of real images inside the sample manifold (k = 3), 0 .. 1"),
+    "density": ("higher", "k-NN density of samples among real images (k = 5), about 1 for real data"),
+    "coverage": ("higher", "share of real images with a sample among their 5 neighbours, 0 .. 1"),
+    "class_accuracy": ("higher", "share of samples the evaluator classifies as the asked-for class, 0 .. 1"),
+    "test_nll": ("lower", "IWAE bound on -log p(x), nats per image"),
+    "test_elbo": ("lower", "negative ELBO, nats per image"),
+    "test_reconstruction": ("lower", "-log p(x|z), nats per image"),
+    "test_kl": ("", "KL(q(z|x) || p(z)), nats per image"),
+    "test_mse": ("lower", "per-pixel squared error of the decoder mean, pixels in [0, 1]"),
+}
+
+
+def metric_direction(name: str) -> str:
+    """'lower is better', 'higher is better' or ''."""
+    better = METRIC_INFO.get(name, ("", ""))[0]
+    return f"{better} is better" if better else ""
+
 
 def nearest_training_images(samples: torch.Tensor, training: torch.Tensor,
                             chunk: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +130,13 @@ def write_report(result: dict, out_dir: str | Path, run_dir: str | Path, trainin
         paths["curves"] = curves
         figures.append('<h2>Training curves</h2><img src="training-curves.png">')
 
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_format(v)}</td></tr>" for k, v in result["metrics"].items())
+    real_row = result.get("real_against_real") or {}
+    rows = ("<tr><th>metric</th><th>this run</th><th>real against real</th><th>better</th><th>units and scale</th></tr>"
+            + "".join(f"<tr><td>{html.escape(k)}</td><td>{_format(v)}</td>"
+                      f"<td>{_format(real_row[k]) if k in real_row else ''}</td>"
+                      f"<td>{html.escape(metric_direction(k))}</td>"
+                      f"<td>{html.escape(METRIC_INFO.get(k, ('', ''))[1])}</td></tr>"
+                      for k, v in result["metrics"].items()))
     protocol = html.escape(json.dumps(result["protocol"], indent=2))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>genforge eval: {html.escape(result['run'])}</title>
@@ -137,5 +168,63 @@ def evaluate_and_report(run, settings=None, evaluator: str | None = None,
 
     result = evaluate_run(run, settings, evaluator, inception_weights, log)
     training = load_data(run.config).images
+    if out is None:
+        # Earlier evaluations are kept: each one also goes to RUN/eval/step-N[-k]/ (genforge compare reads them).
+        images = dict(result["_images"])
+        history = write_report(dict(result, _images=images), history_dir(Path(run.run_dir) / "eval", run.step),
+                               run.run_dir, training)
+        result["_images"] = images
     paths = write_report(result, out or Path(run.run_dir) / "eval", run.run_dir, training)
+    if out is None:
+        paths["history"] = history["json"].parent
     return result, paths
+
+
+def history_dir(eval_dir: Path, step: int) -> Path:
+    """A new folder eval/step-N for this evaluation (step-N-2, -3, ... when the step was evaluated before)."""
+    base = eval_dir / f"step-{step:07d}"
+    candidate, k = base, 1
+    while candidate.exists():
+        k += 1
+        candidate = eval_dir / f"{base.name}-{k}"
+    return candidate
+
+
+def evaluations(run_dir: str | Path) -> list[dict]:
+    """Every evaluation kept in RUN/eval (oldest first); the single eval.json of older runs otherwise."""
+    eval_dir = Path(run_dir) / "eval"
+    found = sorted(eval_dir.glob("step-*/eval.json"), key=lambda p: (p.stat().st_mtime, p.as_posix()))
+    if not found and (eval_dir / "eval.json").is_file():
+        found = [eval_dir / "eval.json"]
+    return [json.loads(p.read_text(encoding="utf-8")) for p in found]
+
+
+def compare_table(run_dirs: list[str | Path], latest_only: bool = False) -> str:
+    """A plain-text table of the runs' evaluations: one row per evaluation, one column per metric,
+    with each metric's better direction; a note when the runs used different extractors."""
+    from ..errors import GenforgeError
+
+    rows = []
+    for run_dir in run_dirs:
+        found = evaluations(run_dir)
+        if not found:
+            raise GenforgeError(f"{run_dir} has no evaluation (no eval/eval.json); run genforge eval --run {run_dir} first")
+        rows.extend(found[-1:] if latest_only else found)
+    metrics = list(dict.fromkeys(k for r in rows for k in r["metrics"]))
+    arrows = {"lower": "↓", "higher": "↑", "": " "}
+    head = ["run", "step", "model", "n"] + [f"{m} ({arrows[METRIC_INFO.get(m, ('', ''))[0]]})" for m in metrics]
+    table = [head]
+    for r in rows:
+        table.append([r["run"], str(r["step"]), r["model"], str(r["protocol"].get("n_generated", ""))]
+                     + [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metrics])
+        real = r.get("real_against_real") or {}
+        if real:
+            table.append(["  real against real", "", "", ""] + [f"{real[m]:.4g}" if m in real else "" for m in metrics])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    extractors = {r["protocol"].get("extractor", {}).get("sha256", "")[:12] for r in rows} - {""}
+    lines.append("(↓ lower is better, ↑ higher is better)")
+    if len(extractors) > 1:
+        lines.append(f"note: the evaluations used {len(extractors)} different feature extractors "
+                     f"({', '.join(sorted(extractors))}); their feature metrics are not comparable")
+    return "\n".join(lines)

@@ -336,9 +336,10 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 reporter.record(step, t.steps, values)
                 sums, window_steps, window_start = {}, 0, time.perf_counter()
 
-            # Snapshot: a sample grid from the family's fixed preview request.
-            # Also when a run stops (done or by a signal) before its first grid.
-            if (step % t.sample_every == 0 and step > start_step) or (stopping and last_sample is None):
+            # Snapshot: a sample grid from the family's fixed preview request. Also at step 0 (the
+            # first picture comes at once) and at the step a run stops, by finishing or by a signal,
+            # so that the newest grid is always the state the run ends in.
+            if (step % t.sample_every == 0 and step > start_step) or step == 0 or stopping:
                 last_sample = snapshot(tr)
 
             # Evaluate: metrics of samples from the current networks; the global RNGs are left as they were.

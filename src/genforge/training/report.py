@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..imageio import atomic_write_bytes
+from ..progress import use_bar
 from ..rundir import read_metrics  # noqa: F401
 
 try:
@@ -28,7 +29,7 @@ class Reporter:
         self.metrics_path = metrics_path
         self.quiet = quiet
         self.bar = None
-        if not quiet and tqdm is not None and sys.stderr.isatty():
+        if not quiet and tqdm is not None and use_bar(sys.stderr):  # plain lines on a zero-width terminal too
             self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
     def advance(self, steps: int) -> None:

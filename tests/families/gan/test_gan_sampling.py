@@ -144,3 +144,13 @@ def test_cli_conditional_model_on_unlabelled_data(capsys, tmp_path):
                     "--steps", "1")
     _expect_error(proc, "conditioned on labels", "has none", "class labels")
     assert not (tmp_path / "run").exists()
+
+
+def test_gifs_default_to_a_readable_size(tmp_path):
+    """Issue 18: a 28x28 frame is unreadably small; the default scale enlarges frames to >= 256 px."""
+    from genforge.imageio import save_gif
+
+    frames = torch.rand(3, 1, 28, 28)
+    assert Image.open(save_gif(frames, tmp_path / "a.gif")).size == (280, 280)
+    assert Image.open(save_gif(frames, tmp_path / "b.gif", scale=1)).size == (28, 28)
+    assert Image.open(save_gif(torch.rand(2, 3, 300, 300), tmp_path / "c.gif")).size == (300, 300)

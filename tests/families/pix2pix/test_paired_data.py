@@ -35,6 +35,21 @@ def test_two_folder_layout_matches_file_names(tmp_path):
     assert np.array_equal(data.targets[0].permute(1, 2, 0).numpy(), b[1])
 
 
+def test_the_pix2pix_repository_layout_a_train_b_train(tmp_path):
+    """Issue 18: A/train + B/train (+ A/test, B/test), as the pix2pix repository's combine_A_and_B.py takes them."""
+    a, b = blobs(4, 8, 0), blobs(4, 8, 1)
+    for i in range(4):
+        split = "train" if i < 3 else "test"
+        save(a[i], tmp_path / "A" / split / f"{i}.png")
+        save(b[i], tmp_path / "B" / split / f"{i}.png")
+    train, test = load_paired(str(tmp_path), "train"), load_paired(str(tmp_path), "test")
+    assert len(train) == 3 and len(test) == 1
+    assert np.array_equal(train.images.permute(0, 2, 3, 1).numpy(), a[:3])
+    assert np.array_equal(test.targets.permute(0, 2, 3, 1).numpy(), b[3:])
+    with pytest.raises(GenforgeError, match="no A/val and B/val pair"):
+        load_paired(str(tmp_path), "val")
+
+
 def test_direction_swaps_the_halves(tmp_path):
     write_side_by_side(tmp_path, blobs(2, 8, 0), blobs(2, 8, 1))
     data = read_pairs(tmp_path)
@@ -120,3 +135,23 @@ def test_make_pairs_digits_and_colorize(tmp_path):
     with pytest.raises(GenforgeError, match="not empty"):
         make_pairs("inpaint-digits", tmp_path / "col")
     assert len(list((tmp_path / "col" / "train").iterdir())) == 9  # nothing overwritten
+
+
+def test_data_info_shows_both_halves_and_folder_warns_about_pairs(tmp_path, capsys):
+    from PIL import Image
+
+    from genforge.cli import main
+    from genforge.data.info import preview_images
+
+    a, b = blobs(10, 8, 0), blobs(10, 8, 1)
+    write_side_by_side(tmp_path / "pairs" / "train", a, b)
+    data = load_paired(str(tmp_path / "pairs"), "train")
+    grid, per_row = preview_images(data)
+    assert per_row == 8 and len(grid) == 16  # 8 inputs above their 8 targets
+    assert torch.equal(grid[8:], data.targets[torch.randperm(10, generator=torch.Generator().manual_seed(0))[:8]])
+    assert main(["data", "info", f"paired:{tmp_path / 'pairs'}", "--preview", str(tmp_path / "p.png")]) == 0
+    assert "inputs A above its row of targets B" in capsys.readouterr().out
+    assert Image.open(tmp_path / "p.png").size[1] > Image.open(tmp_path / "p.png").size[0] / 8 * 1.5  # two rows
+    assert main(["data", "info", f"folder:{tmp_path / 'pairs' / 'train'}", "--no-preview"]) == 2
+    assert f"look like side-by-side pairs: for pix2pix use --data paired:{tmp_path / 'pairs' / 'train'}" in \
+        capsys.readouterr().err

@@ -44,6 +44,7 @@ from torch import nn
 
 from ...errors import GenforgeError
 from ...losses import log_normal, reconstruction_log_likelihood
+from ...progress import task
 
 BINARIZATIONS = ("dynamic", "threshold", "none")
 BATCH_SIZE = 100
@@ -123,6 +124,7 @@ def vae_bounds(vae: nn.Module, targets: torch.Tensor, reconstruction: str, label
     if isinstance(decoder_logvar, torch.Tensor):
         decoder_logvar = decoder_logvar.float().to(device)
     out: dict[str, list[torch.Tensor]] = {"nll": [], "elbo": [], "reconstruction": [], "kl": [], "mse": []}
+    progress = task(f"likelihood (K = {k})", len(targets), "image")
     try:
         for start in range(0, len(targets), batch_size):
             x = targets[start:start + batch_size].to(device)
@@ -138,7 +140,9 @@ def vae_bounds(vae: nn.Module, targets: torch.Tensor, reconstruction: str, label
             out["reconstruction"].append(-log_px.mean(1))
             out["kl"].append((-0.5 * (1 + logvar - mean.pow(2) - logvar.exp())).sum(1).double())
             out["mse"].append((decoded - x).pow(2).flatten(1).mean(1).double())
+            progress.update(len(x))
     finally:
+        progress.close()
         vae.train(was_training)
     return {name: torch.cat(values).cpu() if values else torch.zeros(0, dtype=torch.float64)
             for name, values in out.items()}

@@ -433,7 +433,6 @@ def _add_serve(sub) -> None:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-images", type=int, default=16, help="images per request (default 16)")
     p.add_argument("--queue", type=int, default=8, help="requests that may wait for the model; more get 503 (default 8)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.set_defaults(func=_cmd_serve)
 
@@ -442,7 +441,7 @@ def _cmd_serve(args) -> int:
     from .web import serve
 
     serve(args.run, host=args.host, port=args.port, device=args.device, max_images=args.max_images,
-          queue=args.queue, threads=args.threads)
+          queue=args.queue)
     return 0
 
 
@@ -854,7 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that compute with torch get --threads (export and info only load weights).
 COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "interpolate", "translate", "eval",
-                      "train-evaluator", "data info", "data make-pairs")
+                      "train-evaluator", "data info", "data make-pairs", "serve")
 
 
 def _add_thread_options(sub) -> None:

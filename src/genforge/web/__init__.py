@@ -37,8 +37,9 @@ def load_runs(run_dirs: list[str], device: str = "cpu") -> dict:
 
 
 def serve(run_dirs: list[str], host: str = "127.0.0.1", port: int = 7860, device: str = "cpu",
-          max_images: int = 16, queue: int = 8, threads: int = 0) -> None:
-    """Load the runs, then serve the page and the API until interrupted."""
+          max_images: int = 16, queue: int = 8) -> None:
+    """Load the runs, then serve the page and the API until interrupted (torch's threads: `genforge
+    serve --threads`, set by the CLI like every computing command's)."""
     try:
         import uvicorn
 
@@ -51,10 +52,6 @@ def serve(run_dirs: list[str], host: str = "127.0.0.1", port: int = 7860, device
         raise GenforgeError(f"--queue must be in 0..1024, got {queue}")
     if not 0 < port < 65536:
         raise GenforgeError(f"--port must be in 1..65535, got {port}")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     app = create_app(load_runs(run_dirs, device), Limits(max_images=max_images, queue=queue))
     if not is_loopback(host):
         print(f"genforge: warning: serving on {host}, reachable from other machines; the demo has no "

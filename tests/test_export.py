@@ -16,8 +16,9 @@ from genforge.export import export_run, graphs_of
 from tests.conftest import tiny_config
 from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
-# One model per family present: conditional GAN (latents + labels), VAE (generate + encode), pix2pix (translate).
-MODELS = ("cdcgan", "vae-conv", "pix2pix")
+# One model per family present: conditional GAN (latents + labels), VAE (generate + encode), pix2pix
+# (translate), class-conditional diffusion (one denoiser evaluation: noisy images, noise levels, labels).
+MODELS = ("cdcgan", "vae-conv", "pix2pix", "cdiffusion-unet")
 RTOL, ATOL = 1e-3, 1e-5  # ONNX Runtime against PyTorch (issue 16)
 
 
@@ -30,6 +31,8 @@ def runs(tmp_path_factory):
         "vae-conv": tiny_config("vae-conv", steps=2),
         "pix2pix": tiny_config("pix2pix", steps=2, model={"width": 4}, data={"name": f"paired:{pairs}"},
                                train={"batch_size": 4}, pix2pix={"n_layers": 1}),
+        "cdiffusion-unet": tiny_config("cdiffusion-unet", steps=2, model={"width": 8},
+                                       data={"image_size": 16}, diffusion={"channel_mult": "1,2"}),
     }
     out = {}
     for name, cfg in configs.items():

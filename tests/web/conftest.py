@@ -19,6 +19,8 @@ def web_run_dirs(tmp_path_factory):
         "vae": tiny_config("vae-mlp", steps=2),
         "p2p": tiny_config("pix2pix", steps=2, model={"width": 4}, data={"name": f"paired:{pairs}"},
                            train={"batch_size": 4}, pix2pix={"n_layers": 1}),
+        "diff": tiny_config("cdiffusion-unet", steps=2, model={"width": 8}, data={"image_size": 16},
+                            diffusion={"channel_mult": "1,2", "steps": 4}),
     }
     for name, cfg in configs.items():
         genforge.train(cfg, root / name, quiet=True)

@@ -65,6 +65,18 @@ def test_sample_is_the_runs_sample(client, web_runs):
     assert decode(body["grid"]).size[0] > decode(body["images"][0]).size[0]
 
 
+def test_a_diffusion_model_is_served_with_its_own_sampler(client, web_runs):
+    info = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert info["diff"]["controls"] == ["seed"] and info["diff"]["num_classes"] == 10
+    out = client.post("/api/sample", json={"model": "diff", "seed": 2, "n": 2, "label": 3})
+    assert out.status_code == 200, out.text
+    want = web_runs["diff"].sample(2, seed=2, labels=torch.tensor([3]))  # the run's saved sampler and steps
+    first = torch.from_numpy(np.array(decode(out.json()["images"][0]))).float() / 255
+    assert torch.allclose(first, want[0, 0], atol=1 / 255 + 1e-6)
+    walk = client.post("/api/interpolate", json={"model": "diff", "seed_a": 1, "seed_b": 2, "frames": 4, "label": 3})
+    assert 400 <= walk.status_code < 500 and "interpolat" in walk.json()["error"]  # not a control it serves
+
+
 def test_interpolate_returns_an_animation(client):
     out = client.post("/api/interpolate", json={"model": "vae", "seed_a": 1, "seed_b": 2, "frames": 6})
     assert out.status_code == 200, out.text

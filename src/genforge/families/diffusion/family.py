@@ -9,8 +9,9 @@ import torch
 
 from ...conditioning import Condition
 from ...errors import GenforgeError
-from ..contract import Family, ModelSpec, SampleRequest
+from ..contract import Family, Graph, ModelSpec, SampleRequest
 from . import networks
+from .objectives import denoise
 from .sample import OPTIONS, sample
 from .step import diffusion_step
 
@@ -43,6 +44,27 @@ def build(cfg):
     return networks.build(cfg)
 
 
+class Denoise(torch.nn.Module):
+    """One network evaluation as plain tensors: D(noisy; sigma[, labels]), the estimate of the clean
+    image in the data's [-1, 1] range. The sampler stays in Python (or the caller's code): a step of
+    any of samplers.py's samplers is a few arithmetic operations around this call."""
+
+    def __init__(self, denoiser: torch.nn.Module, d):
+        super().__init__()
+        self.denoiser, self.d = denoiser, d
+
+    def forward(self, noisy: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return denoise(self.denoiser, noisy, sigma, Condition(labels=labels), self.d)
+
+
+def graphs(nets, cfg) -> dict[str, Graph]:
+    m = cfg.model
+    inputs = {"noisy": torch.randn(2, m.channels, m.image_size, m.image_size), "sigma": torch.tensor([0.5, 2.0])}
+    if m.num_classes:
+        inputs["labels"] = torch.arange(2) % m.num_classes
+    return {"denoise": Graph(Denoise(nets["denoiser"], cfg.diffusion).eval(), inputs, output="denoised")}
+
+
 def preview_request(cfg, data, device) -> SampleRequest:
     """The training snapshot: 16 images (one row of 8 per class, up to 8 classes, when conditional)
     from the fixed seed train.seed + 1. Fewer than the other families' 64 because each image costs
@@ -63,6 +85,8 @@ DIFFUSION = Family(
     check_config=check_config,
     preview_request=preview_request,
     inference=("denoiser",),
+    graphs=graphs,
+    serves=("seed",),
     sample_options=OPTIONS,
 )
 

@@ -167,7 +167,10 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, labels: torch.Tensor | None = None,
                 text: torch.Tensor | None = None, text_mask: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.noise_mlp(self.noise_embedding(noise_level.expand(len(x))).to(x.dtype))
+        # One level per image (a scalar is broadcast); broadcasting rather than expand(len(x)) keeps the
+        # batch size symbolic in exported programs.
+        noise_level = (noise_level.reshape(-1, 1) * torch.ones_like(x[:, :1, 0, 0], dtype=noise_level.dtype)).reshape(-1)
+        emb = self.noise_mlp(self.noise_embedding(noise_level).to(x.dtype))
         if self.class_embedding is not None:
             if labels is None:  # unconditional evaluation of a conditional model: the null class
                 labels = torch.full((len(x),), self.num_classes, dtype=torch.long, device=x.device)

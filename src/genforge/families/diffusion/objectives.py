@@ -82,7 +82,9 @@ def sigma_range(d: DiffusionConfig) -> tuple[float, float]:
 def denoise(net: torch.nn.Module, x: torch.Tensor, sigma: torch.Tensor, cond: Condition, d: DiffusionConfig) -> torch.Tensor:
     """D(x; sigma): the estimate of the clean image, in float32, for any objective (see the module
     docstring). sigma is a scalar or one level per image."""
-    sigma = sigma.float().to(x.device).reshape(-1, 1, 1, 1).expand(len(x), 1, 1, 1)
+    # One level per image; broadcasting against x's batch (not expand(len(x))) keeps the batch size
+    # symbolic when the denoiser is exported (genforge export).
+    sigma = sigma.float().to(x.device).reshape(-1, 1, 1, 1) * torch.ones_like(x[:, :1, :1, :1], dtype=torch.float32)
     args = (cond.labels, cond.text, cond.text_mask)
     if d.objective == "edm":
         c_skip, c_out, c_in, c_noise = edm_preconditioning(sigma, d.sigma_data)

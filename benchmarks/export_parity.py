@@ -22,6 +22,8 @@ import torch
 
 
 def fresh_inputs(graph, n: int, seed: int) -> dict[str, torch.Tensor]:
+    """Inputs like the graph's examples with batch size n: labels in range (and one past it), latents
+    standard normal, images and noise levels uniform in [0, 1)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, example in graph.inputs.items():

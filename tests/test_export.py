@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import genforge
+from benchmarks.export_parity import fresh_inputs
 from genforge.export import export_run, graphs_of
 from tests.conftest import tiny_config
 from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
@@ -42,17 +43,9 @@ def runs(tmp_path_factory):
 
 
 def _inputs(graph, n: int, seed: int) -> dict[str, torch.Tensor]:
-    """Fresh inputs like the graph's examples, with another batch size (the batch dimension is free)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, example in graph.inputs.items():
-        if example.dtype == torch.int64:
-            out[name] = torch.randint(0, int(example.max()) + 2, (n,), generator=g)
-        elif name == "latents":
-            out[name] = torch.randn(n, *example.shape[1:], generator=g)
-        else:
-            out[name] = torch.rand(n, *example.shape[1:], generator=g)
-    return out
+    """Fresh inputs like the graph's examples, with another batch size (the batch dimension is free):
+    the parity benchmark's own, so the test and benchmarks/export_parity.py check the same thing."""
+    return fresh_inputs(graph, n, seed)
 
 
 @pytest.mark.parametrize("model", MODELS)

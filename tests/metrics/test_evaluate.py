@@ -10,9 +10,9 @@ import torch
 from genforge.cli import main
 from genforge.families.registry import resolve_config
 from genforge.metrics.features import ClassifierNet, Evaluator, file_sha256, load_evaluator, save_evaluator
+from genforge.rundir import read_metrics
 from genforge.training import train
 from genforge.training.checkpoint import list_checkpoints, load_checkpoint
-from genforge.training.report import read_metrics
 
 
 def tiny_config(steps: int = 10, **sections):

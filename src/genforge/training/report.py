@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..imageio import atomic_write_bytes
 from ..progress import use_bar
-from ..rundir import read_metrics  # noqa: F401
 
 try:
     from tqdm import tqdm

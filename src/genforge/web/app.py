@@ -147,7 +147,9 @@ def create_app(runs: dict[str, Run], limits: Limits = Limits()) -> FastAPI:
     async def _user(request, exc: GenforgeError):
         return JSONResponse({"error": str(exc)}, status_code=400)
 
-    def pick(name: str | None, control: str) -> tuple[str, Run]:
+    def pick(name: str | None, control: str, truncation: float | None = None) -> tuple[str, Run]:
+        """The served run a request names, refused (4xx) when its family does not offer the control
+        or, when a truncation is asked for, the truncation control."""
         name = name or next(iter(served))
         if name not in served:
             raise HTTPException(404, f"no model named {name!r}; choose one of: {', '.join(served)}")
@@ -155,6 +157,8 @@ def create_app(runs: dict[str, Run], limits: Limits = Limits()) -> FastAPI:
         if control not in run.model_family.serves:
             raise HTTPException(400, f"model {name} ({run.family}) does not offer {control}; "
                                      f"it offers: {', '.join(run.model_family.serves)}")
+        if truncation is not None and "truncation" not in run.model_family.serves:
+            raise HTTPException(400, f"model {name} ({run.family}) does not take a truncation")
         return name, run
 
     def labels_for(run: Run, label: int | None, n: int) -> torch.Tensor | None:
@@ -185,11 +189,9 @@ def create_app(runs: dict[str, Run], limits: Limits = Limits()) -> FastAPI:
 
     @app.post("/api/sample")
     async def sample(body: SampleBody):
-        name, run = pick(body.model, "seed")
+        name, run = pick(body.model, "seed", body.truncation)
         if body.n > limits.max_images:
             raise HTTPException(422, f"n: at most {limits.max_images} images per request, got {body.n}")
-        if body.truncation is not None and "truncation" not in run.model_family.serves:
-            raise HTTPException(400, f"model {name} ({run.family}) does not take a truncation")
         labels = labels_for(run, body.label, body.n)
         images = await gate.run(lambda: run.sample(body.n, seed=body.seed, labels=labels, truncation=body.truncation))
         return {"model": name, "seed": body.seed, "n": body.n, "label": None if labels is None else int(labels[0]),
@@ -197,11 +199,9 @@ def create_app(runs: dict[str, Run], limits: Limits = Limits()) -> FastAPI:
 
     @app.post("/api/interpolate")
     async def interpolate(body: InterpolateBody):
-        name, run = pick(body.model, "interpolate")
+        name, run = pick(body.model, "interpolate", body.truncation)
         if body.frames > limits.max_frames:
             raise HTTPException(422, f"frames: at most {limits.max_frames}, got {body.frames}")
-        if body.truncation is not None and "truncation" not in run.model_family.serves:
-            raise HTTPException(400, f"model {name} ({run.family}) does not take a truncation")
         labels = labels_for(run, body.label, 1)
         frames = await gate.run(lambda: run.interpolate([body.seed_a, body.seed_b], steps=body.frames, labels=labels,
                                                         truncation=body.truncation))

@@ -6,7 +6,7 @@ imported). Layers, top first:
     entry     cli, __main__, web
     services  run, training, metrics, translate, export
     families  families (each family's folder, the contract, the registry)
-    shared    conditioning, losses, nn, data
+    shared    conditioning, losses, nn, data, text
     ground    config, config_docs, runtime, rundir, imageio, errors, progress
 
 A module may import its own layer or a lower one, with these extra rules: metrics and run never
@@ -28,7 +28,7 @@ LAYERS = {
     "entry": ("cli", "__main__", "web"),
     "services": ("run", "training", "metrics", "translate", "export"),
     "families": ("families",),
-    "shared": ("conditioning", "losses", "nn", "data"),
+    "shared": ("conditioning", "losses", "nn", "data", "text"),
     "ground": ("config", "config_docs", "runtime", "rundir", "imageio", "errors", "progress"),
 }
 ORDER = ["ground", "shared", "families", "services", "entry"]

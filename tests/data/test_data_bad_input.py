@@ -31,7 +31,7 @@ def test_bad_file_fails_naming_it_or_is_skipped(tmp_path, capsys, case):
     name, content, reason = {
         "corrupt": ("bad.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "not a readable image"),
         "truncated": ("half.jpg", good_jpeg[:len(good_jpeg) // 2], "truncated"),
-        "non-image": ("notes.txt", b"hello", "not an image file (extension '.txt')"),
+        "non-image": ("notes.doc", b"hello", "not an image file (extension '.doc')"),
         "bad-extension": ("text.jpg", b"just some text", "not a readable image"),
     }[case]
     (folder / name).write_bytes(content)
@@ -111,8 +111,12 @@ def test_zip_with_no_images(tmp_path):
         load_dataset(f"zip:{empty}")
     texts = tmp_path / "texts.zip"
     with zipfile.ZipFile(texts, "w") as z:
-        z.writestr("readme.txt", "no pictures here")
-    with pytest.raises(GenforgeError, match=r"readme.txt: not an image file"):
+        z.writestr("readme.txt", "no pictures here")  # a .txt is a caption file (issue 15): no image at all
+    with pytest.raises(GenforgeError, match=r"holds no image files"):
+        load_dataset(f"zip:{texts}")
+    with zipfile.ZipFile(texts, "w") as z:
+        z.writestr("readme.md", "no pictures here")
+    with pytest.raises(GenforgeError, match=r"readme.md: not an image file"):
         load_dataset(f"zip:{texts}")
 
 

@@ -73,7 +73,7 @@ def test_train_on_npz_source(run_main, tmp_path):
 def test_train_refuses_bad_folder_and_writes_nothing(cli, tmp_path):
     folder = tmp_path / "imgs"
     datafiles.write_image_folder(folder, {"a": 4})
-    (folder / "a" / "x.txt").write_text("not an image")
+    (folder / "a" / "x.doc").write_text("not an image")  # (a .txt would be a caption file, tests/data/test_captions.py)
     proc = cli("train", "--data", f"folder:{folder}", "--model", "dcgan", "--steps", "2", "--out", "run")
-    assert proc.returncode == 2 and "x.txt: not an image file" in proc.stderr
+    assert proc.returncode == 2 and "x.doc: not an image file" in proc.stderr
     assert not (tmp_path / "run").exists()

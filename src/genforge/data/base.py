@@ -15,6 +15,7 @@ class ImageDataset:
     labels: int64 tensor (N,) of class indices, or None for unlabelled data.
     class_names: one name per class index when labels are given.
     name: where the data came from, for logs and reports.
+    captions: for captioned (text-to-image) data, one list of captions (at least one) per image; None otherwise.
     targets: for paired (image-to-image) data, the aligned target images as uint8 (N, C', H, W),
         image i being the translation of images[i]; None otherwise.
     """
@@ -25,6 +26,7 @@ class ImageDataset:
     name: str = ""
     extras: dict = field(default_factory=dict)
     targets: torch.Tensor | None = None
+    captions: list[list[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -36,6 +38,8 @@ class ImageDataset:
                                          or self.targets.shape[-2:] != self.images.shape[-2:]):
             raise ValueError(f"targets must be uint8 (N, C, H, W) matching images {tuple(self.images.shape)}, "
                              f"got {self.targets.dtype} {tuple(self.targets.shape)}")
+        if self.captions is not None and (len(self.captions) != len(self.images) or not all(self.captions)):
+            raise ValueError(f"{len(self.captions)} caption lists for {len(self.images)} images (each needs one or more)")
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

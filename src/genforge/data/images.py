@@ -34,6 +34,7 @@ from ..errors import GenforgeError
 from ..imageio import IMAGE_SUFFIXES, MAX_IMAGE_FILE_BYTES, bomb_checks, check_image_file
 from ..progress import task
 from .base import ImageDataset
+from .captions import Captions, attach_captions, is_caption_file, reader_for
 from .options import LoadOptions, check_fits_in_memory
 
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the one list, in imageio
@@ -352,14 +353,30 @@ def decode_all(kind: str, container: str, names: list[str], options: LoadOptions
     return DecodeResult(images, kept.tolist(), named_bad)
 
 
-def to_dataset(result: DecodeResult, names: list[str], source: str, labelled: bool = True) -> ImageDataset:
-    """Wrap decoded images as an ImageDataset, with labels from class folders when there are some."""
+def to_dataset(result: DecodeResult, names: list[str], source: str, labelled: bool = True,
+               captions: Captions | None = None) -> ImageDataset:
+    """Wrap decoded images as an ImageDataset, with labels from class folders when there are some,
+    and captions (one list per image) when the source is captioned."""
     images = torch.from_numpy(result.images).permute(0, 3, 1, 2).contiguous()
     labels, class_names = class_labels(names) if labelled else (None, None)
     label_tensor = torch.tensor([labels[k] for k in result.kept], dtype=torch.int64) if labels else None
-    data = ImageDataset(images, label_tensor, class_names, source)
+    texts = [captions.texts[names[k]] for k in result.kept] if captions is not None else None
+    data = ImageDataset(images, label_tensor, class_names, source, captions=texts)
     data.extras["skipped"] = result.bad
+    if captions is not None and captions.extra:
+        data.extras["metadata"] = [captions.extra.get(names[k], {}) for k in result.kept]
     return data
+
+
+def split_captions(kind: str, container: str, names: list[str], shown_prefix: str, source: str,
+                   options: LoadOptions) -> tuple[list[str], Captions | None]:
+    """Separate caption files (captions.py) from the images of a folder and read them; labels
+    still come from the images' class folders."""
+    caption_files = [n for n in names if is_caption_file(n)]
+    if not caption_files:
+        return names, None
+    images = [n for n in names if not is_caption_file(n)]
+    return attach_captions(images, caption_files, reader_for(kind, container), shown_prefix, source, options.skip_bad)
 
 
 # --- sources -----------------------------------------------------------------------------------------
@@ -369,14 +386,27 @@ def load_folder(path: str, split: str, options: LoadOptions) -> ImageDataset:
     root = Path(path).expanduser()
     prefix, names = select_split(list_folder(root), split, f"folder {root}")
     source = f"folder:{root}" + (f" ({split})" if prefix.endswith(split + "/") else "")
+    names, captions = split_captions("folder", str(root / prefix), names, f"{root / prefix}/", source, options)
     result = decode_all("folder", str(root / prefix), names, options, source, shown_prefix=f"{root / prefix}/")
-    return to_dataset(result, names, f"folder:{root}/{split}")
+    return to_dataset(result, names, f"folder:{root}/{split}", captions=captions)
 
 
 def load_zip(path: str, split: str, options: LoadOptions) -> ImageDataset:
     """`zip:PATH`: the same layout as a folder, inside a zip archive read in place."""
     archive = Path(path).expanduser()
     prefix, names = select_split(list_zip(archive), split, f"zip archive {archive}")
+    names, captions = split_zip_captions(archive, prefix, names, options)
     full = [prefix + n for n in names]
     result = decode_all("zip", str(archive), full, options, f"zip archive {archive}", shown_prefix=f"{archive}:")
-    return to_dataset(result, names, f"zip:{archive}/{split}")
+    return to_dataset(result, names, f"zip:{archive}/{split}", captions=captions)
+
+
+def split_zip_captions(archive: Path, prefix: str, names: list[str], options: LoadOptions):
+    """split_captions for a zip whose split folder is `prefix` inside the archive."""
+    caption_files = [n for n in names if is_caption_file(n)]
+    if not caption_files:
+        return names, None
+    read_member_bytes = reader_for("zip", str(archive))
+    images = [n for n in names if not is_caption_file(n)]
+    return attach_captions(images, caption_files, lambda name: read_member_bytes(prefix + name),
+                           f"{archive}:{prefix}", f"zip archive {archive}", options.skip_bad)

@@ -28,6 +28,41 @@ class DatasetSummary:
     std: list[float] = field(default_factory=list)
     """Per-channel pixel standard deviation on the 0..255 scale (population, over all pixels)."""
     skipped: int = 0
+    captions: CaptionStats | None = None
+    """Caption statistics of captioned data; None otherwise."""
+
+
+@dataclass
+class CaptionStats:
+    """What `genforge data info` says about the captions of a captioned dataset."""
+
+    count: int
+    per_image_min: int
+    per_image_max: int
+    words_min: int
+    words_mean: float
+    words_max: int
+    vocabulary: int
+    """Distinct words (lower-cased, punctuation split off as the tokenizer does)."""
+    top_words: list[tuple[str, int]]
+    once: int
+    """Words that occur in a single caption."""
+
+
+def caption_stats(captions: list[list[str]], top: int = 12) -> CaptionStats:
+    from collections import Counter
+
+    from ..text.tokenizer import split_words
+
+    lengths, counts = [], Counter()
+    for texts in captions:
+        for text in texts:
+            words = split_words(text)
+            lengths.append(len(words))
+            counts.update(set(words))
+    per_image = [len(t) for t in captions]
+    return CaptionStats(len(lengths), min(per_image), max(per_image), min(lengths), sum(lengths) / len(lengths),
+                        max(lengths), len(counts), counts.most_common(top), sum(1 for c in counts.values() if c == 1))
 
 
 def pixel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[list[float], list[float]]:
@@ -53,7 +88,14 @@ def summarize(data: ImageDataset) -> DatasetSummary:
         counts = {names[i] if i < len(names) else str(i): n for i, n in enumerate(per_class)}
     mean, std = pixel_stats(data.images)
     return DatasetSummary(data.name, len(data), int(data.images.shape[-2]), int(data.images.shape[-1]),
-                          data.channels, counts, mean, std, len(data.extras.get("skipped", [])))
+                          data.channels, counts, mean, std, len(data.extras.get("skipped", [])),
+                          caption_stats(data.captions) if data.captions else None)
+
+
+def preview_indices(data: ImageDataset, seed: int = 0) -> list[int]:
+    """The images of a captioned preview: 32 random ones (4 rows of 8), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(len(data), generator=g)[:32].tolist()
 
 
 def preview_images(data: ImageDataset, seed: int = 0) -> tuple[torch.Tensor, int]:
@@ -84,7 +126,14 @@ def preview_images(data: ImageDataset, seed: int = 0) -> tuple[torch.Tensor, int
 
 
 def save_preview(data: ImageDataset, path: str | Path) -> Path:
-    from ..imageio import save_grid
+    """The preview grid; for captioned data also PATH.txt beside it: the first caption of each image,
+    in grid order (row, column)."""
+    from ..imageio import atomic_write_text, save_grid
 
+    if data.captions:
+        idx = preview_indices(data)
+        lines = [f"row {k // 8 + 1} col {k % 8 + 1}: {data.captions[i][0]}" for k, i in enumerate(idx)]
+        atomic_write_text(Path(path).with_suffix(".txt"), "\n".join(lines) + "\n")
+        return save_grid(data.images[idx], path, nrow=8)
     images, nrow = preview_images(data)
     return save_grid(images, path, nrow=nrow)

@@ -153,7 +153,10 @@ def _add_sample(sub) -> None:
                          "genforge sample --run runs/diffusion --sampler heun --steps 18 --out grid.png",
                          "genforge sample --run runs/cdiffusion --class all --guidance 2 --out classes.png",
                          "genforge sample --run runs/diffusion --init photo.png --strength 0.5 --n 8 --out edits.png",
-                         "genforge sample --run runs/diffusion --init photo.png --mask mask.png --n 8 --out filled.png"))
+                         "genforge sample --run runs/diffusion --init photo.png --mask mask.png --n 8 --out filled.png",
+                         "genforge sample --run runs/captions --prompt \"a large red 7 in the top left\" --n 16 --guidance 3 "
+                         "--out sevens.png",
+                         "genforge sample --run runs/captions --prompts prompts.txt --n 8 --out prompts.png"))
     p.add_argument("--run", required=True, help="run directory written by genforge train")
     p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same images")
@@ -170,6 +173,10 @@ def _add_sample(sub) -> None:
                    help="fp32 (default: the same images on every machine) or bf16 (autocast + channels-last: "
                         "faster on CPUs with native bf16 and on GPUs; images differ by bf16 rounding)")
     diffusion = p.add_argument_group("diffusion models (defaults: the run's diffusion.sampler, steps, eta, guidance)")
+    diffusion.add_argument("--prompt", help="text-to-image models: what to draw, e.g. \"a large red 7 in the top left\"")
+    diffusion.add_argument("--prompts", metavar="FILE",
+                           help="text-to-image models: a UTF-8 file of prompts, one a line: one grid row per prompt "
+                                "(--n images each); the prompts are written beside the grid (OUT.txt)")
     diffusion.add_argument("--sampler", help="ddpm (ancestral), ddim, heun (EDM) or dpm2m (DPM-Solver++(2M))")
     diffusion.add_argument("--steps", type=int, help="sampling steps (heun spends 2 x steps - 1 network evaluations)")
     diffusion.add_argument("--eta", type=float, help="DDIM's eta in [0, 1]: 0 deterministic, 1 DDPM-like noise")
@@ -227,8 +234,14 @@ def _cmd_sample(args) -> int:
     else:
         labels = _class_labels(args.class_)
     mode = "L" if run.config.model.channels == 1 else "RGB"
+    prompts = _read_prompts(args)
+    if prompts is not None and len(prompts) > 1:  # one row of --n images per prompt
+        nrow = args.n
+        args.n *= len(prompts)
+        prompts = [p for p in prompts for _ in range(nrow)]
     options = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance,
-               "init": _read_image(args.init, mode), "strength": args.strength, "mask": _read_image(args.mask, "L")}
+               "init": _read_image(args.init, mode), "strength": args.strength, "mask": _read_image(args.mask, "L"),
+               "prompt": prompts}
     images = run.sample(args.n, seed=args.seed, labels=labels, truncation=args.truncation, **options)
     report = run.last_report
     about = f" ({', '.join(f'{k} {v}' for k, v in report.items())})" if report else ""
@@ -237,7 +250,36 @@ def _cmd_sample(args) -> int:
         print(f"wrote {len(paths)} images to {args.out}{about}")
     else:
         print(f"wrote {save_grid(images, args.out, nrow=nrow, force=args.force)}{about}")
+    if args.prompts:
+        from .imageio import atomic_write_text
+
+        rows = _read_prompts(args)
+        where = Path(args.out).with_suffix(".txt") if not args.separate else Path(args.out) / "prompts.txt"
+        atomic_write_text(where, "".join(f"row {i + 1}: {p}\n" for i, p in enumerate(rows)))
+        print(f"wrote {where} (the prompt of each row)")
     return 0
+
+
+def _read_prompts(args) -> list[str] | None:
+    """--prompt, or the lines of --prompts FILE (empty lines skipped); None without either."""
+    if args.prompt is not None and args.prompts:
+        raise GenforgeError("give --prompt TEXT or --prompts FILE, not both")
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise GenforgeError("--prompt is empty; describe the image, e.g. --prompt \"a large red 7\"")
+        return [args.prompt]
+    if not args.prompts:
+        return None
+    try:
+        text = Path(args.prompts).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise GenforgeError(f"prompts file {args.prompts} does not exist; write one prompt a line") from None
+    except UnicodeDecodeError:
+        raise GenforgeError(f"prompts file {args.prompts} is not UTF-8 text; save it as UTF-8") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise GenforgeError(f"prompts file {args.prompts} holds no prompt; write one prompt a line")
+    return prompts
 
 
 # --- encode / decode / vae-tools (VAEs) ---------------------------------------------------------------
@@ -556,6 +598,7 @@ def _add_data(sub) -> None:
     download.add_argument("--data-root", "--root", dest="root", help="folder to download into")
     download.set_defaults(func=_cmd_data_download)
     _add_data_make_pairs(data_sub)
+    _add_data_make_captions(data_sub)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -578,11 +621,21 @@ def _cmd_data_info(args) -> int:
             print(f"  {name:<{width}}  {count:>8,}")
     else:
         print("classes:  none (unlabelled)")
+    if s.captions:
+        c = s.captions
+        print(f"captions: {c.count:,} ({c.per_image_min}..{c.per_image_max} per image), {c.words_min}..{c.words_max} "
+              f"words (mean {c.words_mean:.1f})")
+        print(f"words:    {c.vocabulary:,} distinct, {c.once:,} in a single caption; most frequent: "
+              + ", ".join(f"{w} {n}" for w, n in c.top_words))
+        for i in range(min(3, s.count)):
+            print(f"  {i}: {data.captions[i][0]}")
     print("mean:     " + "  ".join(f"{c} {m:.2f}" for c, m in zip(channel_names, s.mean)) + "  (0..255)")
     print("std:      " + "  ".join(f"{c} {v:.2f}" for c, v in zip(channel_names, s.std)) + "  (0..255)")
     if not args.no_preview:
         default = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in Path(args.source).stem) or "data"
         paired = " (pairs: each row of inputs A above its row of targets B)" if data.targets is not None else ""
+        if data.captions:
+            paired = " (its captions, in grid order, beside it in a .txt file)"
         print(f"preview:  {save_preview(data, args.preview or f'{default}-preview.png')}{paired}")
     return 0
 
@@ -627,6 +680,38 @@ def _cmd_data_make_pairs(args) -> int:
                       args.test_fraction, args.seed)
     print(f"wrote {', '.join(f'{n} {s} pairs' for s, n in made.counts.items())} to {made.out_dir}")
     print(f"train with: genforge train --model pix2pix --data paired:{made.out_dir} --out runs/{args.task}")
+    return 0
+
+
+def _add_data_make_captions(data_sub) -> None:
+    p = data_sub.add_parser(
+        "make-captions", help="build a captioned (text-to-image) dataset offline from MNIST digits",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write RGB images of one or two coloured MNIST digits on a coloured background, with "
+                    "captions and attributes in metadata.jsonl, into OUT/train and OUT/test. Some digit-colour "
+                    "pairs never occur in train; half of test has one (attribute heldout).",
+        epilog=_examples(
+            "genforge data make-captions --out captions",
+            "genforge data make-captions --source mnist --data-root ../shared/data/mnist --train 20000 --out captions"))
+    p.add_argument("--out", required=True, help="new folder for the dataset")
+    p.add_argument("--source", default="mnist-5k", help="mnist-5k (default, embedded) or mnist (with --data-root)")
+    p.add_argument("--data-root", help="folder of the IDX files for --source mnist")
+    p.add_argument("--size", type=int, default=48, help="image side in pixels (default 48)")
+    p.add_argument("--train", type=int, default=5000, help="training images (default 5000)")
+    p.add_argument("--test", type=int, default=1000, help="test images (default 1000, half with held-out pairs)")
+    p.add_argument("--pair-fraction", type=float, default=0.25, help="share of images with two digits (default 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every choice")
+    p.set_defaults(func=_cmd_data_make_captions)
+
+
+def _cmd_data_make_captions(args) -> int:
+    from .data.make_captions import make_captions
+
+    made = make_captions(args.out, args.source, args.data_root, args.size, args.train, args.test,
+                         args.pair_fraction, args.seed)
+    print(f"wrote {', '.join(f'{n} {s} images' for s, n in made.counts.items())} with captions to {made.out_dir} "
+          f"({made.heldout} test images with held-out digit-colour pairs)")
+    print(f"train with: genforge train --preset tdiffusion-captions --data folder:{made.out_dir} --out runs/captions")
     return 0
 
 
@@ -853,7 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands that compute with torch get --threads (export and info only load weights).
 COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "interpolate", "translate", "eval",
-                      "train-evaluator", "data info", "data make-pairs", "serve")
+                      "train-evaluator", "data info", "data make-pairs", "data make-captions", "serve")
 
 
 def _add_thread_options(sub) -> None:

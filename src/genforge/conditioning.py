@@ -23,7 +23,8 @@ KINDS = ("labels", "text", "image")
 """The kinds of condition, in the order they are listed in messages."""
 
 _DESCRIPTION = {"labels": "class labels (e.g. a folder with one subfolder per class)",
-                "text": "captions", "image": "source images (paired data, e.g. paired:FOLDER)"}
+                "text": "captions (a .txt beside each image or a metadata.jsonl; "
+                "genforge data make-captions builds a captioned set)", "image": "source images (paired data, e.g. paired:FOLDER)"}
 
 
 @dataclass
@@ -61,9 +62,11 @@ class Condition:
         return self.map(lambda t: t.to(device))
 
 
-def provided_conditions(labels: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> frozenset[str]:
-    """The condition kinds a dataset provides: labels when it has them, a source image when it is paired."""
-    return frozenset(k for k, v in (("labels", labels), ("image", targets)) if v is not None)
+def provided_conditions(labels: torch.Tensor | None = None, targets: torch.Tensor | None = None,
+                        captions: list | None = None) -> frozenset[str]:
+    """The condition kinds a dataset provides: labels when it has them, a source image when it is
+    paired, text when it is captioned."""
+    return frozenset(k for k, v in (("labels", labels), ("image", targets), ("text", captions)) if v is not None)
 
 
 def check_conditions(model: str, needed: tuple[str, ...], provided: frozenset[str], data: str) -> None:
@@ -87,6 +90,9 @@ class Batch:
     extra: Callable[[int], Batch] | None = None
     """extra(k), k >= 1: another batch for the same step, a function of (seed, step, k) only;
     None (a batch built by hand) makes steps that want more batches reuse this one."""
+    captions: list[str] | None = None
+    """Captioned data: one caption per image (drawn from the image's captions for this step); a
+    text-to-image family encodes them with its own text encoder."""
 
     @property
     def labels(self) -> torch.Tensor | None:

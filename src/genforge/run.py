@@ -63,6 +63,7 @@ class Run:
         trick, see genforge.nn.latents.truncated_latent_batch); None or 0 samples the full N(0, I).
         options: the family's own sampling options (Family.sample_options), e.g. for diffusion
         models sampler='heun', steps=18, guidance=2.0, init=uint8 image, strength=0.5, mask=uint8 mask;
+        text-to-image models take prompt='a large red 7' (or a list: one prompt, or one per image);
         what the family reports about the sampling (e.g. 'nfe') is kept in self.last_report.
         """
         if n <= 0:
@@ -75,6 +76,9 @@ class Run:
         if truncation:
             self._check_truncation(truncation)
         options = {k: v for k, v in options.items() if v is not None}
+        if "prompt" in options and "text" not in model_spec(self.config.model.name).conditions:
+            raise GenforgeError(f"model {self.config.model.name} is not conditioned on text, so it takes no prompt; "
+                                "drop --prompt, or train a text-to-image model (e.g. --preset tdiffusion-captions)")
         unknown = sorted(set(options) - set(self.model_family.sample_options))
         if unknown:
             accepted = ", ".join(self.model_family.sample_options) or "none"

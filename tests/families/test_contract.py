@@ -24,11 +24,13 @@ DATASET = "contract-tiny"
 
 
 def tiny_data(root=None, split="train") -> ImageDataset:
-    """24 random 32x32 grey images with 3 classes and paired targets (the inverted images)."""
+    """24 random 32x32 grey images with 3 classes, paired targets (the inverted images) and captions."""
     g = torch.Generator().manual_seed(0 if split == "train" else 1)
     images = torch.randint(0, 256, (N, 1, SIZE, SIZE), generator=g, dtype=torch.uint8)
     labels = torch.arange(N) % CLASSES
-    return ImageDataset(images, labels, [f"c{i}" for i in range(CLASSES)], DATASET, targets=255 - images)
+    captions = [[f"a picture of class {i % CLASSES}", f"class {i % CLASSES} number {i}"] for i in range(N)]
+    return ImageDataset(images, labels, [f"c{i}" for i in range(CLASSES)], DATASET, targets=255 - images,
+                        captions=captions)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -43,6 +45,7 @@ def config(name: str, steps: int = 4):
         "model": {"name": name, "width": 8 if registry.MODELS[name].width < 100 else 16,
                   **({"latent_dim": 4} if registry.MODELS[name].latent_dim else {})},
         "data": {"name": DATASET},
+        "text": {"width": 8, "layers": 1, "heads": 2, "context": 8},
         "train": {"steps": steps, "batch_size": 4, "log_every": 2, "sample_every": 2, "checkpoint_every": 2,
                   "device": "cpu", "precision": "fp32"},
     }])
@@ -68,7 +71,8 @@ def request(cfg, n: int = 6, seed: int = 0) -> SampleRequest:
     spec = registry.model_spec(cfg.model.name)
     labels = torch.arange(n) % CLASSES if "labels" in spec.conditions else None
     image = tiny_data(split="test").images[:n] if "image" in spec.conditions else None
-    return SampleRequest(n, seed, Condition(labels=labels, image=image))
+    options = {"prompt": [f"class {i % CLASSES}" for i in range(n)]} if "text" in spec.conditions else {}
+    return SampleRequest(n, seed, Condition(labels=labels, image=image), options=options)
 
 
 MODELS = sorted(registry.MODELS)

@@ -117,6 +117,10 @@ class Family:
     prepare_inference: Callable[[Networks, Any, torch.device], Networks] | None = None
     """Called on the networks (averaged copies already swapped in) before sampling, e.g. to
     re-estimate batch-norm statistics for averaged weights. Returns the networks to sample with."""
+    fit_networks: Callable[[Networks, Any, Any], None] | None = None
+    """(new networks, training data, cfg): fit what the networks learn from the data before training
+    (a tokenizer built from the training captions), kept in their state dicts; called once, on new
+    networks, before their averages are made (a resumed run then loads its saved state over them)."""
     prepare_data: Callable[[Any, Any], Any] | None = None
     """(dataset, cfg) -> dataset, applied to every split loaded for this family (e.g. splitting pairs)."""
     check_config: Callable[[Any, ModelSpec], None] | None = None

@@ -103,7 +103,7 @@ def resolve_model(cfg: RunConfig, data: ImageDataset) -> RunConfig:
     matching the conditions the model needs with those the data provides."""
     spec = model_spec(cfg.model.name)
     m = cfg.model
-    check_conditions(m.name, spec.conditions, provided_conditions(data.labels, data.targets), cfg.data.name)
+    check_conditions(m.name, spec.conditions, provided_conditions(data.labels, data.targets, data.captions), cfg.data.name)
     crop = cfg.data.random_crop
     if crop > data.image_size:
         raise GenforgeError(f"data.random_crop is {crop} but the images are {data.image_size}x{data.image_size}; "

@@ -24,6 +24,7 @@ class BatchSampler:
         self.images = data.images.to(device)  # uint8 on the device, converted per batch
         self.labels = data.labels.to(device) if data.labels is not None else None
         self.targets = data.targets.to(device) if data.targets is not None else None
+        self.captions = data.captions
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.channels_last = channels_last
         self.per_epoch = len(data) // batch_size
@@ -63,6 +64,13 @@ class BatchSampler:
             images = images.contiguous(memory_format=torch.channels_last)
             targets = targets.contiguous(memory_format=torch.channels_last) if targets is not None else None
         extra = lambda j: self.extra(step, j)  # noqa: E731
+        captions = self._captions(idx, step, k) if self.captions is not None else None
         if targets is not None:  # paired data: learn to generate the target given the source image
             return Batch(targets, Condition(labels=labels, image=images), step, extra)
-        return Batch(images, Condition(labels=labels), step, extra)
+        return Batch(images, Condition(labels=labels), step, extra, captions)
+
+    def _captions(self, idx: torch.Tensor, step: int, k: int) -> list[str]:
+        """One caption per image, drawn among the image's captions by a generator seeded by (seed, step, k)."""
+        g = torch.Generator().manual_seed(((self.seed * 1_000_003 + step) * 1_009 + k) * 2 + 3)
+        picks = torch.rand(len(idx), generator=g).tolist()
+        return [texts[int(u * len(texts))] for u, texts in zip(picks, (self.captions[i] for i in idx.tolist()))]

@@ -136,6 +136,8 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print) -> Training:
     # Networks, with the precision and memory format for this device.
     torch.manual_seed(cfg.train.seed)
     nets = {name: net.to(device) for name, net in build_networks(cfg).items()}
+    if family.fit_networks is not None:  # e.g. a tokenizer built from the training captions
+        family.fit_networks(nets, data, cfg)
     # 'auto' precision becomes the concrete one for this device and model, and that is what
     # config.yaml and the checkpoints record. Resuming with 'auto' keeps the run's saved precision
     # (also on another kind of machine), so that rerunning the same command always resumes.

@@ -9,6 +9,7 @@ import torch
 
 from ...conditioning import Condition
 from ...errors import GenforgeError
+from ...text.encoder import build_text_encoder
 from ..contract import Family, Graph, ModelSpec, SampleRequest
 from . import networks
 from .objectives import denoise
@@ -26,7 +27,10 @@ def ema_decay(cfg) -> float:
 
 def check_config(cfg, spec: ModelSpec) -> None:
     d = cfg.diffusion
-    if d.cond_dropout > 0 and not spec.conditional and not d.text_dim:
+    if "text" in spec.conditions and d.text_dim:
+        raise GenforgeError(f"{cfg.model.name} trains its own text encoder of width text.width; "
+                            "drop diffusion.text_dim (it is for embeddings given from outside)")
+    if d.cond_dropout > 0 and not spec.conditional and not d.text_dim and "text" not in spec.conditions:
         raise GenforgeError(f"diffusion.cond_dropout is {d.cond_dropout} but {cfg.model.name} is unconditional; "
                             "use --model cdiffusion-unet or drop the setting")
     if d.guidance > 0 and d.cond_dropout == 0:
@@ -44,6 +48,24 @@ def build(cfg):
     return networks.build(cfg)
 
 
+def build_text(cfg):
+    """A text-to-image model: the U-Net cross-attending to the embeddings of a text encoder trained with it."""
+    build(cfg)  # the size checks
+    return {**networks.build(cfg, context_dim=cfg.text.width), "text_encoder": build_text_encoder(cfg)}
+
+
+def fit_networks(nets, data, cfg) -> None:
+    """Text-to-image models: the tokenizer of the text encoder, built from the training captions."""
+    if "text_encoder" in nets and data.captions:
+        nets["text_encoder"].fit(text for texts in data.captions for text in texts)
+
+
+def averaged(cfg) -> dict[str, float]:
+    """The denoiser's EMA, and the text encoder's with the same decay (they are used together)."""
+    decay = ema_decay(cfg)
+    return {"denoiser": decay, **({"text_encoder": decay} if cfg.model.name in TEXT_MODELS else {})}
+
+
 class Denoise(torch.nn.Module):
     """One network evaluation as plain tensors: D(noisy; sigma[, labels]), the estimate of the clean
     image in the data's [-1, 1] range. The sampler stays in Python (or the caller's code): a step of
@@ -59,6 +81,9 @@ class Denoise(torch.nn.Module):
 
 def graphs(nets, cfg) -> dict[str, Graph]:
     m = cfg.model
+    if "text_encoder" in nets:
+        raise GenforgeError(f"{m.name} exports as safetensors only (its prompt encoding is Python code); "
+                            "use --format safetensors")
     inputs = {"noisy": torch.randn(2, m.channels, m.image_size, m.image_size), "sigma": torch.tensor([0.5, 2.0])}
     if m.num_classes:
         inputs["labels"] = torch.arange(2) % m.num_classes
@@ -70,6 +95,10 @@ def preview_request(cfg, data, device) -> SampleRequest:
     from the fixed seed train.seed + 1. Fewer than the other families' 64 because each image costs
     the sampler's full number of network evaluations (35 for the default heun, 18 steps)."""
     classes = cfg.model.num_classes
+    if data.captions and cfg.model.name in TEXT_MODELS:  # 8 training captions, 2 images each
+        picks = torch.linspace(0, len(data) - 1, 8).long().tolist()
+        prompts = [data.captions[i][0] for i in picks for _ in range(2)]
+        return SampleRequest(16, seed=cfg.train.seed + 1, options={"prompt": prompts})
     if classes:
         labels = torch.arange(8 * min(classes, 8), device=device) // 8
         return SampleRequest(len(labels), seed=cfg.train.seed + 1, cond=Condition(labels=labels))
@@ -81,10 +110,11 @@ DIFFUSION = Family(
     section="diffusion",
     step=diffusion_step,
     sample=sample,
-    averaged=lambda cfg: {"denoiser": ema_decay(cfg)},
+    averaged=averaged,
     check_config=check_config,
+    fit_networks=fit_networks,
     preview_request=preview_request,
-    inference=("denoiser",),
+    inference=("denoiser", "text_encoder"),
     graphs=graphs,
     serves=("seed",),
     sample_options=OPTIONS,
@@ -93,10 +123,13 @@ DIFFUSION = Family(
 MODELS = {
     "diffusion-unet": ModelSpec(DIFFUSION, build, 0, 64),
     "cdiffusion-unet": ModelSpec(DIFFUSION, build, 0, 64, ("labels",)),
+    "tdiffusion-unet": ModelSpec(DIFFUSION, build_text, 0, 64, ("text",)),
 }
+TEXT_MODELS = ("tdiffusion-unet",)
 
 HINTS = {
     "ddpm": "ddpm is an objective and a sampler: use --model diffusion-unet with --set diffusion.objective=eps",
     "edm": "edm is the default objective of --model diffusion-unet (see genforge info for the edm-cifar preset)",
-    "diffusion": "choose --model diffusion-unet, or cdiffusion-unet for class-conditional models",
+    "diffusion": "choose --model diffusion-unet, or cdiffusion-unet for class-conditional models, or "
+                 "tdiffusion-unet for text-to-image",
 }

@@ -123,6 +123,11 @@ class UNet(nn.Module):
         self.noise_embedding = FourierEmbedding(width) if embedding == "fourier" else PositionalEmbedding(width)
         self.noise_mlp = nn.Sequential(nn.Linear(width, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_embedding = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        # The pooled text embedding (mean of the unmasked tokens) is added to the noise-level
+        # embedding (Saharia et al. 2022, Imagen, section 2.2; Nichol et al. 2022, GLIDE, section 4):
+        # every block then sees the whole prompt, besides cross-attending to its tokens. A dropped
+        # caption (every token masked) pools to zero, so the null condition is this layer's bias.
+        self.text_pool = nn.Linear(context_dim, emb_dim) if context_dim else None
         self.input = nn.Conv2d(channels, width, 3, padding=1)
 
         def attention(ch: int, res: int) -> nn.ModuleList:
@@ -162,7 +167,10 @@ class UNet(nn.Module):
     @staticmethod
     def _attend(blocks: nn.ModuleList, h: torch.Tensor, text, text_mask) -> torch.Tensor:
         for block in blocks:
-            h = block(h, text, text_mask) if block.null_kv is not None else block(h)
+            if block.null_kv is None:
+                h = block(h)
+            elif text is not None:  # cross-attention, only when there is text to attend to
+                h = block(h, text, text_mask)
         return h
 
     def forward(self, x: torch.Tensor, noise_level: torch.Tensor, labels: torch.Tensor | None = None,
@@ -175,6 +183,10 @@ class UNet(nn.Module):
             if labels is None:  # unconditional evaluation of a conditional model: the null class
                 labels = torch.full((len(x),), self.num_classes, dtype=torch.long, device=x.device)
             emb = emb + self.class_embedding(labels)
+        if self.text_pool is not None and text is not None:
+            keep = (torch.ones(text.shape[:2], device=x.device) if text_mask is None else text_mask.float())[..., None]
+            pooled = (text * keep).sum(1) / keep.sum(1).clamp(min=1)
+            emb = emb + self.text_pool(pooled.to(emb.dtype))
         h = self.input(x)
         skips = [h]
         for block in self.down:
@@ -193,8 +205,10 @@ class UNet(nn.Module):
         return self.output(h)
 
 
-def build(cfg) -> dict[str, nn.Module]:
-    """The family's one network, 'denoiser', from a resolved RunConfig."""
+def build(cfg, context_dim: int | None = None) -> dict[str, nn.Module]:
+    """The family's network 'denoiser' from a resolved RunConfig; context_dim: width of the text
+    embeddings it cross-attends to (default diffusion.text_dim)."""
     d, m = cfg.diffusion, cfg.model
+    context = d.text_dim if context_dim is None else context_dim
     return {"denoiser": UNet(m.channels, m.image_size, m.width, d.levels, d.res_blocks, d.attention_at, d.dropout,
-                             d.heads, m.num_classes, d.text_dim, "fourier" if d.objective == "edm" else "positional")}
+                             d.heads, m.num_classes, context, "fourier" if d.objective == "edm" else "positional")}

@@ -17,7 +17,7 @@ from . import samplers
 from .config import SAMPLERS
 from .objectives import denoise, schedule_sigmas, sigma_range
 
-OPTIONS = ("sampler", "steps", "eta", "guidance", "init", "strength", "mask")
+OPTIONS = ("sampler", "steps", "eta", "guidance", "init", "strength", "mask", "prompt")
 """The SampleRequest.options this family accepts."""
 
 CHUNK = 256
@@ -54,7 +54,31 @@ def _fit(images: torch.Tensor, size: int, channels: int | None) -> torch.Tensor:
     return to_channels(images, channels) if channels else images
 
 
-def resolve_options(options: dict, cfg) -> Options:
+def prompts_for(prompt, n: int) -> list[str]:
+    """A prompt (str) or prompts (one, or one per image) -> n prompts."""
+    prompts = [prompt] if isinstance(prompt, str) else [str(p) for p in prompt]
+    if len(prompts) == 1:
+        prompts = prompts * n
+    if len(prompts) != n:
+        raise GenforgeError(f"{len(prompts)} prompts for {n} images; give one prompt or one per image")
+    return prompts
+
+
+def text_condition(nets, options: dict, n: int, cfg) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """The prompt's token embeddings and mask, from the model's own text encoder (unknown words and
+    cut prompts are named in a warning); (None, None) for models without text."""
+    encoder, prompt = nets.get("text_encoder"), options.get("prompt")
+    if encoder is None:
+        if prompt is not None:
+            raise GenforgeError(f"{cfg.model.name} is not conditioned on text, so it takes no prompt; drop --prompt, "
+                                "or train a text-to-image model (--preset tdiffusion-captions)")
+        return None, None
+    if prompt is None:
+        raise GenforgeError(f"{cfg.model.name} draws images from a prompt; give one, e.g. --prompt \"a large red 7\"")
+    return encoder.encode(prompts_for(prompt, n), warn=True)
+
+
+def resolve_options(options: dict, cfg, text: bool = False) -> Options:
     """Check a request's options against the run (one-line GenforgeErrors naming the fix) and fill
     the run's defaults (diffusion.sampler, steps, eta, guidance)."""
     d, m = cfg.diffusion, cfg.model
@@ -71,7 +95,7 @@ def resolve_options(options: dict, cfg) -> Options:
                        "guidance", float)
     if guidance < 0:
         raise GenforgeError(f"guidance must be >= 0, got {guidance}; 0 samples the conditional model, e.g. --guidance 2")
-    if guidance > 0 and not m.num_classes and not d.text_dim:
+    if guidance > 0 and not m.num_classes and not d.text_dim and not text:
         raise GenforgeError(f"guidance needs a conditional model; {m.name} is unconditional: drop --guidance")
     if guidance > 0 and d.cond_dropout == 0:
         raise GenforgeError("guidance needs a model trained with condition dropout, this one was trained with "
@@ -166,13 +190,16 @@ def sample(nets, request, cfg) -> torch.Tensor:
     if request.latents is not None:
         raise GenforgeError("a diffusion model has no latent vector to give or interpolate; "
                             "use genforge sample (seeds) or --init PHOTO to edit an image")
-    o = resolve_options(request.options, cfg)
+    o = resolve_options(request.options, cfg, text="text_encoder" in nets)
     net = nets["denoiser"]
     device = next(net.parameters()).device
     n, m = request.n, cfg.model
     shape = (m.channels, m.image_size, m.image_size)
     cond = request.cond.to(device)
-    cond = Condition(labels=cond.labels if m.num_classes else None, text=cond.text, text_mask=cond.text_mask)
+    text, text_mask = text_condition(nets, request.options, n, cfg)
+    if text is None:
+        text, text_mask = cond.text, cond.text_mask
+    cond = Condition(labels=cond.labels if m.num_classes else None, text=text, text_mask=text_mask)
     sigmas = sigma_grid(o.sampler, o.steps, cfg.diffusion)
     init = to_signed(o.init.to(device)).expand(n, *shape) if o.init is not None else None
     if init is not None:

@@ -44,13 +44,27 @@ def diffusion_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
                    precision: Precision, state=None) -> dict[str, torch.Tensor]:
     net, opt = nets["denoiser"], opts["denoiser"]
     d = cfg.diffusion
-    cond = Condition(labels=batch.labels if cfg.model.num_classes else None,
-                     text=batch.cond.text if d.text_dim else None, text_mask=batch.cond.text_mask if d.text_dim else None)
-    cond = drop_condition(cond, d.cond_dropout, cfg.model.num_classes)
+    encoder = nets.get("text_encoder")
+    trained = [opt] + ([opts["text_encoder"]] if encoder is not None else [])
     if d.lr_warmup_images > 0:
-        for group in opt.param_groups:
+        for group in (g for o in trained for g in o.param_groups):
             group["lr"] = learning_rate_at(batch.step, cfg)
+    for o in trained:
+        o.zero_grad(set_to_none=True)
+    text, text_mask = (batch.cond.text, batch.cond.text_mask) if d.text_dim else (None, None)
+    with precision.context():
+        if encoder is not None:  # text-to-image: the captions through the text encoder trained with the denoiser
+            encoded = encoder.tokenize(batch.captions or [""] * len(batch.images))
+            text, text_mask = encoder(encoded.ids, encoded.mask), encoded.mask
+    cond = Condition(labels=batch.labels if cfg.model.num_classes else None, text=text, text_mask=text_mask)
+    cond = drop_condition(cond, d.cond_dropout, cfg.model.num_classes)
     loss = training_loss(net, to_signed(batch.images), cond, d, precision)
-    opt.zero_grad(set_to_none=True)
-    precision.backward_step("denoiser", loss, opt)
+    if encoder is None:
+        precision.backward_step("denoiser", loss, opt)
+    else:  # one loss, both networks: one scaled backward, then each optimiser's step
+        scaler = precision.scalers["denoiser"]
+        scaler.scale(loss).backward()
+        for o in trained:
+            scaler.step(o)
+        scaler.update()
     return {"loss": loss.detach()}

@@ -774,7 +774,9 @@ def _add_eval(sub) -> None:
                     "eval.json (every number with its protocol) and report.html into --out (default RUN/eval).",
         epilog=_examples("genforge eval --run runs/dcgan --evaluator evaluators/mnist.pt",
                          "genforge eval --run runs/vae --metrics fid,nll --n 5000",
-                         "genforge eval --run runs/dcgan --inception-weights pt_inception-2015-12-05-6726825d.pth"))
+                         "genforge eval --run runs/dcgan --inception-weights pt_inception-2015-12-05-6726825d.pth",
+                         "genforge eval --run runs/captions --text-evaluator evaluators/captions-text.pt "
+                         "--digit-evaluator evaluators/mnist-5k.pt --guidance 0,1,3 --n 500"))
     p.add_argument("--run", help="run directory written by genforge train (or --samples)")
     p.add_argument("--samples", metavar="DIR|FILE.npz",
                    help="score images made by any tool instead of a run: a folder of images or an .npz with array x "
@@ -796,6 +798,14 @@ def _add_eval(sub) -> None:
                    help="test targets of the likelihood (default dynamic for Bernoulli decoders, none for Gaussian)")
     p.add_argument("--out", help="folder for eval.json and report.html (default RUN/eval, the newest; each "
                                  "evaluation is also kept in RUN/eval/step-N)")
+    text = p.add_argument_group("text-to-image runs: agreement of the images with their prompts")
+    text.add_argument("--text-evaluator", metavar="FILE",
+                      help="dual encoder from genforge train-evaluator --text (default evaluators/DATA-text.pt)")
+    text.add_argument("--digit-evaluator", metavar="FILE",
+                      help="built-in captioned digits: an MNIST classifier (genforge train-evaluator --data mnist-5k) "
+                           "for the digit accuracy")
+    text.add_argument("--guidance", default="0", metavar="W[,W...]", help="guidance weights to sample at (default 0)")
+    text.add_argument("--steps", type=int, help="sampling steps (default: the run's)")
     p.add_argument("--no-real-reference", dest="real_reference", action="store_false",
                    help="skip the real-against-real row (real images of the other split scored like samples)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -827,6 +837,10 @@ def _cmd_eval(args) -> int:
         paths = write_report(result, out, out, None)
     else:
         run = load_run(args.run, device=args.device)
+        from .families.registry import model_spec
+
+        if "text" in model_spec(run.config.model.name).conditions:
+            return _eval_text(run, args, log)
         result, paths = evaluate_and_report(run, settings, args.evaluator, args.inception_weights, args.out, log=log)
     extractor = result["protocol"].get("extractor", {})
     if extractor:
@@ -841,6 +855,29 @@ def _cmd_eval(args) -> int:
         reference = f"   real against real {real[key]:.5g}" if key in real else ""
         print(f"{key + ':':<16} {value:<10.5g} {metric_direction(key):<18}{reference}".rstrip())
     print(f"wrote {paths['json']} and {paths['html']}" + (f" (kept in {paths['history']})" if "history" in paths else ""))
+    return 0
+
+
+def _eval_text(run, args, log) -> int:
+    """genforge eval on a text-to-image run: the agreement table (metrics/text_agreement.py)."""
+    import json
+
+    from .imageio import atomic_write_text
+    from .metrics.text_agreement import evaluate_text_run, format_table
+    from .rundir import slug
+
+    try:
+        guidances = tuple(float(w) for w in args.guidance.split(",") if w.strip())
+    except ValueError:
+        raise GenforgeError(f"--guidance takes comma-separated numbers, e.g. 0,1,3; got {args.guidance!r}") from None
+    evaluator = args.text_evaluator or f"evaluators/{slug(run.config.data.name)}-text.pt"
+    result = evaluate_text_run(run, evaluator, args.digit_evaluator, n=min(args.n, 10000), seed=args.seed,
+                               guidances=guidances or (0.0,), steps=args.steps, log=log)
+    out = Path(args.out or Path(args.run) / "eval-text")
+    out.mkdir(parents=True, exist_ok=True)
+    path = atomic_write_text(out / "eval-text.json", json.dumps(result, indent=2) + "\n")
+    print(format_table(result))
+    print(f"wrote {path}")
     return 0
 
 
@@ -874,11 +911,12 @@ def _add_train_evaluator(sub) -> None:
         description="Train a small CNN classifier on a labelled dataset and save it as an evaluator file "
                     "(state dict, data name, image size, channels, classes, test accuracy).",
         epilog=_examples("genforge train-evaluator --data mnist --data-root ../shared/data/mnist --out evaluators/mnist.pt",
-                         "genforge train-evaluator --data mnist-5k --epochs 2 --out evaluators/mnist-5k.pt"))
+                         "genforge train-evaluator --data mnist-5k --epochs 2 --out evaluators/mnist-5k.pt",
+                         "genforge train-evaluator --text --data folder:captions --out evaluators/captions-text.pt"))
     p.add_argument("--data", required=True, help="labelled dataset name (see genforge info)")
     p.add_argument("--data-root", help="folder holding the dataset's files")
     p.add_argument("--out", help="evaluator file to write (default evaluators/DATA.pt)")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training split (default 3)")
+    p.add_argument("--epochs", type=int, help="passes over the training split (default 3; 10 with --text)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--seed", type=int, default=0, help="random seed")
@@ -886,6 +924,10 @@ def _add_train_evaluator(sub) -> None:
     p.add_argument("--channels", type=int, choices=[1, 3], help="convert the data to 1 or 3 channels first")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--text", action="store_true",
+                   help="captioned data: train a CLIP-style image-text dual encoder (InfoNCE) instead of a classifier, "
+                        "for the agreement numbers of genforge eval on text-to-image runs (default --out "
+                        "evaluators/DATA-text.pt, 10 epochs)")
     p.set_defaults(func=_cmd_train_evaluator)
 
 
@@ -895,9 +937,19 @@ def _cmd_train_evaluator(args) -> int:
     from .metrics.features import train_evaluator
     from .rundir import slug
 
-    out = Path(args.out or f"evaluators/{slug(args.data)}.pt")
     start = time.perf_counter()
-    evaluator = train_evaluator(args.data, args.data_root, out, epochs=args.epochs, batch_size=args.batch_size,
+    if args.text:
+        from .metrics.text_agreement import train_text_evaluator
+
+        out = Path(args.out or f"evaluators/{slug(args.data)}-text.pt")
+        text = train_text_evaluator(args.data, args.data_root, out, epochs=args.epochs or 10,
+                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                                    image_size=args.image_size, channels=args.channels, overwrite=args.overwrite)
+        print(f"text evaluator: {out} (test R-precision {text.test_r_precision:.4f}, "
+              f"{time.perf_counter() - start:.0f}s, sha256 {text.sha256[:16]}...)")
+        return 0
+    out = Path(args.out or f"evaluators/{slug(args.data)}.pt")
+    evaluator = train_evaluator(args.data, args.data_root, out, epochs=args.epochs or 3, batch_size=args.batch_size,
                                 lr=args.lr, seed=args.seed, device=args.device, image_size=args.image_size,
                                 channels=args.channels, overwrite=args.overwrite)
     print(f"evaluator: {out} (test accuracy {evaluator.test_accuracy:.4f}, {time.perf_counter() - start:.0f}s, "

@@ -77,7 +77,8 @@ def test_the_dual_encoder_ranks_matching_pairs_above_random_ones(tmp_path):
 
 
 def test_attribute_hits_read_the_pixels_against_what_was_asked():
-    from genforge.data.make_captions import BACKGROUNDS, COLOURS as PALETTE
+    from genforge.data.make_captions import BACKGROUNDS
+    from genforge.data.make_captions import COLOURS as PALETTE
 
     image = np.zeros((48, 48, 3), dtype=np.uint8)
     image[:] = BACKGROUNDS["gray"]

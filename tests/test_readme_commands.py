@@ -61,6 +61,7 @@ SHORTEN = {
     "eval": ["--n", "60", "--nll-k", "4", "--nll-images", "20"],
     "train-evaluator": ["--epochs", "1"],
     "make-pairs": ["--limit", "30"],
+    "make-captions": ["--train", "24", "--test", "100"],  # R-precision needs 100 test captions
 }
 
 
@@ -95,6 +96,7 @@ def write_fixtures(work: Path) -> dict[str, str]:
     mask = np.zeros((28, 28), dtype=np.uint8)
     mask[:, 14:] = 255
     (work / "mask.png").write_bytes(png_bytes(mask))
+    (work / "prompts.txt").write_text("a large red 7 in the top left corner\nupper right: a small 3, blue\n")
     replacements = {"../shared/data/mnist": str(mnist), "../shared/data/cifar10-jpeg/train.zip": str(work / "tiny-cifar.zip")}
     yaml_text = readme_yaml()
     for printed, local in replacements.items():
@@ -126,6 +128,10 @@ def test_readme_commands_run_in_a_tiny_form(tmp_path, monkeypatch, capsys):
             skipped.append(command)  # the web extra is not installed
             continue
         argv += SHORTEN.get(argv[0] if argv[0] != "data" else argv[1], [])
+        if "--text-evaluator" in argv:  # text-to-image agreement: 100 prompts (R-precision ranks among 100), 1 step
+            argv += ["--n", "100", "--steps", "1"]
+        if argv[0] == "sample" and ("--prompt" in argv or "--prompts" in argv):
+            argv += ["--steps", "2"]
         status = main(argv)
         err = capsys.readouterr().err
         assert status == 0, f"{command}\n -> status {status}: {err}"

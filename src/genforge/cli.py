@@ -806,6 +806,7 @@ def _add_eval(sub) -> None:
                            "for the digit accuracy")
     text.add_argument("--guidance", default="0", metavar="W[,W...]", help="guidance weights to sample at (default 0)")
     text.add_argument("--steps", type=int, help="sampling steps (default: the run's)")
+    text.add_argument("--sampler", help="sampler (default: the run's): ddpm, ddim, heun or dpm2m")
     p.add_argument("--no-real-reference", dest="real_reference", action="store_false",
                    help="skip the real-against-real row (real images of the other split scored like samples)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -872,7 +873,7 @@ def _eval_text(run, args, log) -> int:
         raise GenforgeError(f"--guidance takes comma-separated numbers, e.g. 0,1,3; got {args.guidance!r}") from None
     evaluator = args.text_evaluator or f"evaluators/{slug(run.config.data.name)}-text.pt"
     result = evaluate_text_run(run, evaluator, args.digit_evaluator, n=min(args.n, 10000), seed=args.seed,
-                               guidances=guidances or (0.0,), steps=args.steps, log=log)
+                               guidances=guidances or (0.0,), steps=args.steps, sampler=args.sampler, log=log)
     out = Path(args.out or Path(args.run) / "eval-text")
     out.mkdir(parents=True, exist_ok=True)
     path = atomic_write_text(out / "eval-text.json", json.dumps(result, indent=2) + "\n")

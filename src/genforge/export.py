@@ -174,7 +174,8 @@ def model_card(run: Run, fmt: str, files: list[str], graphs: dict[str, Graph]) -
              f"- family `{run.family}`, model `{m.name}`, {m.image_size}x{m.image_size} pixels, {m.channels} channel(s)"
              + (f", latent size {m.latent_dim}" if m.latent_dim else "")
              + (f", {m.num_classes} classes" if m.num_classes else ""),
-             f"- networks exported: {', '.join(run.model_family.inference)} (eval mode; averaged weights where kept)",
+             f"- networks exported: {', '.join(n for n in run.networks if n in run.model_family.inference)} "
+             "(eval mode; averaged weights where kept)",
              f"- format `{fmt}`: {', '.join(files)}", "",
              "## Data and training",
              f"- data `{cfg.data.name}`, {run.step} training steps of batch {cfg.train.batch_size}, seed {cfg.train.seed}",

@@ -138,7 +138,8 @@ class Family:
     likelihood: Callable[..., dict[str, float]] | None = None
     """(nets, images, labels, cfg, k, binarize, seed) -> likelihood bounds in nats (the nll metric)."""
     inference: tuple[str, ...] = ("generator",)
-    """The networks a trained model needs to make images (what exports hold)."""
+    """The networks a trained model needs to make images (what exports hold), of those it has (a
+    diffusion model has a text encoder only when it is text-conditioned)."""
     graphs: Callable[[Networks, Any], dict[str, Graph]] | None = None
     """(inference networks, cfg) -> the model's inference functions by name ('generate', 'encode', ...),
     as ONNX and torch.export files hold them; None: the family exports as safetensors only."""

@@ -317,7 +317,8 @@ def _attributes_of(data, index: list[int]) -> list[dict] | None:
 
 
 def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Path | None = None, n: int = 500,
-                      seed: int = 0, guidances: tuple[float, ...] = (0.0,), steps: int | None = None, log=print) -> dict:
+                      seed: int = 0, guidances: tuple[float, ...] = (0.0,), steps: int | None = None,
+                      sampler: str | None = None, log=print) -> dict:
     """The agreement of a text-to-image run's samples with their prompts on its dataset's test split:
     one row per guidance weight, plus the real test images with their own captions (ceiling) and
     with shuffled captions (floor). The prompts are one caption (seeded choice) of n test images."""
@@ -363,7 +364,7 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
         digits, seed, pool_texts=prompts)
     for w in guidances:
         start = time.perf_counter()
-        images = run.sample(len(index), seed=seed, prompt=prompts, guidance=w, steps=steps)
+        images = run.sample(len(index), seed=seed, prompt=prompts, guidance=w, steps=steps, sampler=sampler)
         log(f"drew {len(images)} images at guidance {w:g} in {time.perf_counter() - start:.0f}s ({run.last_report})")
         rows[f"samples, guidance {w:g}"] = agreement_table(images, prompts, attributes, evaluator, digits, seed,
                                                           reference_features=real_features)

@@ -44,7 +44,8 @@ def _add_train(sub) -> None:
     p.add_argument("--config", help=f"YAML or TOML file with the sections {', '.join(SECTIONS)} "
                                     "(each a mapping of settings; genforge info --settings lists them)")
     p.add_argument("--model", help="model name (see genforge info): gan-mlp, dcgan, cdcgan, resnet-gan, resnet-cgan, "
-                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, diffusion-unet, cdiffusion-unet")
+                                   "vae-mlp, vae-conv, cvae-mlp, cvae-conv, pix2pix, diffusion-unet, cdiffusion-unet, "
+                                   "tdiffusion-unet")
     p.add_argument("--data", help="dataset name (see genforge info) or SOURCE: folder:PATH, zip:PATH, npz:PATH, paired:PATH")
     p.add_argument("--data-root", help="folder holding a named dataset's files")
     p.add_argument("--skip-bad", action="store_true", default=None,

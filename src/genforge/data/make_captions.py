@@ -244,7 +244,11 @@ def measure_region(region: np.ndarray, background: np.ndarray) -> dict | None:
     cx = (np.arange(region.shape[1]) @ weights.sum(0)) / total
     # The MNIST convention: the digit's bounding box scaled to 20 pixels, centred in 28x28.
     box = distance[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    box = np.clip(box / max(float(box.max()), 1e-6) * 255, 0, 255).astype(np.uint8)
+    # MNIST strokes are saturated (255) across their width; a digit blended at partial opacity and
+    # resized is not, so the max-normalised distance is scaled by 1.5 and clipped. Chosen on 300
+    # real test images of the built-in set with a 96%-accurate MNIST classifier: digit accuracy
+    # 0.87 -> 0.96 (large digits), 0.52 -> 0.87 (small), 0.26 -> 0.73 (both digits of a pair).
+    box = np.clip(box / max(float(box.max()), 1e-6) * 255 * 1.5, 0, 255).astype(np.uint8)
     scale = 20 / max(box.shape)
     h, w = max(1, round(box.shape[0] * scale)), max(1, round(box.shape[1] * scale))
     small = F.interpolate(torch.from_numpy(box)[None, None].float(), size=(h, w), mode="bilinear", antialias=True,

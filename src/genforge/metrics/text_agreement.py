@@ -323,7 +323,6 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
     one row per guidance weight, plus the real test images with their own captions (ceiling) and
     with shuffled captions (floor). The prompts are one caption (seeded choice) of n test images."""
     from ..families.registry import load_data
-    from .evaluate import spread_indices
     from .features import load_evaluator
 
     cfg = run.config
@@ -345,8 +344,9 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
     if n < CANDIDATES or len(test) < CANDIDATES:
         raise GenforgeError(f"R-precision ranks among {CANDIDATES} captions: --n and the test split need at least "
                             f"{CANDIDATES} images (n {n}, test split {len(test)})")
-    index = spread_indices(len(test), n).tolist()
+    # A seeded random subset (not evenly spaced indices: a split may alternate kinds of images).
     g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(test), generator=g)[:n].sort().values.tolist()
     prompts = [test.captions[i][int(torch.randint(len(test.captions[i]), (1,), generator=g))] for i in index]
     attributes = _attributes_of(test, index)
     real = test.images[index]
@@ -369,7 +369,7 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
         rows[f"samples, guidance {w:g}"] = agreement_table(images, prompts, attributes, evaluator, digits, seed,
                                                           reference_features=real_features)
     return {"protocol": {"run": str(run.run_dir), "step": run.step, "n": len(index), "seed": seed,
-                         "prompts": f"one seeded caption of each of {len(index)} test images spread over the split",
+                         "prompts": f"one seeded caption of each of {len(index)} test images (a seeded random subset)",
                          "text_evaluator": evaluator.protocol(),
                          "digit_evaluator": str(digit_evaluator) if digit_evaluator else None,
                          "fid": "in the text evaluator's image features; samples and ceiling against real "

@@ -110,6 +110,8 @@ def _cmd_train(args) -> int:
         import signal
 
         return 128 + signal.Signals[result.stopped_by_signal].value
+    if result.rank:  # torchrun: rank 0 reports for the job
+        return 0
     print(f"run: {result.run_dir} (step {result.step})")
     print(f"samples: {result.samples}")
     return 0

@@ -105,7 +105,11 @@ class TrainConfig:
     steps: int = 2000
     """Total optimisation steps (generator steps for GANs). Raising it on a finished run trains on."""
     batch_size: int = 64
-    """Images per step."""
+    """Images per step: the global batch, split evenly over the ranks of a torchrun job and over
+    train.accumulate micro-batches, so the same setting trains on the same images however it runs."""
+    accumulate: int = 1
+    """Gradient accumulation: each rank runs the step on this many micro-batches of
+    batch_size / (ranks x accumulate) images and sums their gradients before the optimiser steps."""
     optimizer: str = "adam"
     """'adam' or 'sgd' (plain gradient descent, optional momentum)."""
     lr: float = 2e-4
@@ -141,6 +145,11 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
         check(self.steps > 0, f"train.steps must be positive, got {self.steps}")
         check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
+        check(isinstance(self.accumulate, int) and self.accumulate > 0,
+              f"train.accumulate must be a positive integer, got {self.accumulate!r}; use e.g. 2")
+        check(self.batch_size % self.accumulate == 0,
+              f"train.batch_size ({self.batch_size}) must be divisible by train.accumulate ({self.accumulate}); "
+              f"use e.g. --batch-size {self.batch_size // self.accumulate * self.accumulate or self.accumulate}")
         check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
         check(math.isfinite(self.lr) and self.lr > 0,
               f"train.lr must be positive and finite, got {self.lr}; use e.g. 0.0002")

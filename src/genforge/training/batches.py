@@ -14,13 +14,21 @@ class BatchSampler:
     """The batch for step s is a function of (seed, s) alone: each epoch is a fresh permutation
     seeded by (seed, epoch), drop-last. So resuming at step s needs no sampler state.
     Optional augmentation (random crop, horizontal flip) is drawn from a generator seeded by
-    (seed, step) alone, for the same reason."""
+    (seed, step) alone, for the same reason.
+
+    `batch_size` is the global batch. With `parts` > 1 (ranks x accumulated micro-batches) the
+    global batch of a step is cut into `parts` equal shares and `__call__(step, part)` returns share
+    `part`: the images a step trains on do not depend on how many processes share them."""
 
     def __init__(self, data: ImageDataset, batch_size: int, seed: int, device: torch.device,
-                 random_crop: int = 0, hflip: bool = False, channels_last: bool = False):
+                 random_crop: int = 0, hflip: bool = False, channels_last: bool = False, parts: int = 1):
         if batch_size > len(data):
             raise GenforgeError(f"batch size {batch_size} is larger than the dataset ({len(data)} images); "
                                 f"use --batch-size {len(data)} or less")
+        if batch_size % parts:
+            raise GenforgeError(f"batch size {batch_size} does not split into {parts} equal shares (ranks x "
+                                f"train.accumulate); use a --batch-size divisible by {parts}")
+        self.parts, self.share = parts, batch_size // parts
         self.images = data.images.to(device)  # uint8 on the device, converted per batch
         self.labels = data.labels.to(device) if data.labels is not None else None
         self.targets = data.targets.to(device) if data.targets is not None else None
@@ -30,29 +38,30 @@ class BatchSampler:
         self._epoch, self._order = -1, None
         self.random_crop, self.hflip = random_crop, hflip
 
-    def __call__(self, step: int) -> Batch:
+    def __call__(self, step: int, part: int = 0) -> Batch:
         epoch, i = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._order = torch.randperm(len(self.images), generator=g).to(self.device)
             self._epoch = epoch
-        idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
-        return self._gather(idx, step)
+        start = i * self.batch_size + part * self.share
+        return self._gather(self._order[start:start + self.share], step, 0, part)
 
-    def extra(self, step: int, k: int) -> Batch:
+    def extra(self, step: int, k: int, part: int = 0) -> Batch:
         """The k-th additional batch of step s (k >= 1), for steps that need more than one (e.g.
         gan.d_steps): distinct images drawn with a generator seeded by (seed, step, k) alone."""
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + step) * 1_009 + k)
-        idx = torch.randperm(len(self.images), generator=g)[:self.batch_size].to(self.device)
-        return self._gather(idx, step, k)
+        idx = torch.randperm(len(self.images), generator=g)[part * self.share:(part + 1) * self.share]
+        return self._gather(idx.to(self.device), step, k, part)
 
-    def _gather(self, idx: torch.Tensor, step: int, k: int = 0) -> Batch:
+    def _gather(self, idx: torch.Tensor, step: int, k: int = 0, part: int = 0) -> Batch:
         labels = self.labels.index_select(0, idx) if self.labels is not None else None
         images = self.images.index_select(0, idx)
         targets = self.targets.index_select(0, idx) if self.targets is not None else None
         if self.random_crop or self.hflip:
             seed = (self.seed * 1_000_003 + step) * 2 + 1  # a function of (seed, step, k) only
-            g = torch.Generator().manual_seed(seed if k == 0 else seed * 1_009 + k)
+            seed = seed if k == 0 else seed * 1_009 + k
+            g = torch.Generator().manual_seed(seed if part == 0 else seed * 7_919 + part)  # each share its own draws
             size = self.random_crop or images.shape[-1]
             if targets is None:
                 images = random_crop_flip(images, size, self.hflip, g)
@@ -62,7 +71,7 @@ class BatchSampler:
         if self.channels_last:  # reorder the uint8 batch (1 byte a pixel); to_signed/to_unit keep the format
             images = images.contiguous(memory_format=torch.channels_last)
             targets = targets.contiguous(memory_format=torch.channels_last) if targets is not None else None
-        extra = lambda j: self.extra(step, j)  # noqa: E731
+        extra = lambda j: self.extra(step, j, part)  # noqa: E731
         if targets is not None:  # paired data: learn to generate the target given the source image
             return Batch(targets, Condition(labels=labels, image=images), step, extra)
         return Batch(images, Condition(labels=labels), step, extra)

@@ -24,7 +24,7 @@ def format_values(values: dict[str, float]) -> str:
 class Reporter:
     """A tqdm bar on a terminal, plain lines otherwise; every record also goes to metrics.jsonl."""
 
-    def __init__(self, metrics_path: Path, total_steps: int, start_step: int, quiet: bool = False):
+    def __init__(self, metrics_path: Path | None, total_steps: int, start_step: int, quiet: bool = False):
         self.metrics_path = metrics_path
         self.quiet = quiet
         self.bar = None
@@ -36,8 +36,9 @@ class Reporter:
             self.bar.update(steps)
 
     def record(self, step: int, total: int, values: dict[str, float]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in values.items()}}) + "\n")
+        if self.metrics_path is not None:  # None on the ranks of a torchrun job other than rank 0
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in values.items()}}) + "\n")
         if self.quiet:
             return
         if self.bar is not None:

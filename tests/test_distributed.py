@@ -173,7 +173,8 @@ def test_sigterm_on_one_rank_checkpoints_once_and_stops_every_rank(tmp_path):
     pids.mkdir()
     run = tmp_path / "run"
     args = ["train", "--model", "toy-regressor", "--data", "mnist-5k", "--out", run, "--steps", "100000",
-            "--batch-size", "16", *TINY[:-6], "--set", "train.checkpoint_every=100000", "--set", "train.sample_every=100000"]
+            "--batch-size", "16", "--device", "cpu", "--set", "train.log_every=3", "--set",
+            "train.checkpoint_every=100000", "--set", "train.sample_every=100000"]
     job = _start(tmp_path, "term", args, pid_dir=str(pids))
     try:
         _wait_for(lambda: (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").stat().st_size > 0, 90,
@@ -193,12 +194,21 @@ def test_sigkill_of_the_job_and_a_rerun_resume_it(tmp_path):
     run = tmp_path / "run"
     args = ["train", "--model", "toy-regressor", "--data", "mnist-5k", "--out", run, "--steps", "100000",
             "--batch-size", "16", *TINY]
-    job = _start(tmp_path, "kill", args)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    job = _start(tmp_path, "kill", args, pid_dir=str(pids))
     try:
         _wait_for(lambda: len(list_checkpoints(run)) >= 2, 90, "two checkpoints")
-    finally:
+    finally:  # the whole job: torchrun and its workers (which torchrun starts in sessions of their own)
         os.killpg(job.pid, signal.SIGKILL)
+        for pid in pids.glob("rank-*.pid"):
+            try:
+                os.kill(int(pid.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         job.wait(30)
+    _wait_for(lambda: not any(Path(f"/proc/{p.read_text()}").exists() for p in pids.glob("rank-*.pid")), 30,
+              "the killed workers to go")
     killed_at = list_checkpoints(run)[-1][0]
     final = killed_at + 3
     again = [*args[:args.index("--steps")], "--steps", str(final), *args[args.index("--steps") + 2:]]
@@ -219,6 +229,8 @@ def test_every_family_trains_checkpoints_and_resumes_on_two_processes(tmp_path, 
     params.mkdir()
     run = tmp_path / "run"
     base = ["train", "--model", model, "--data", data, "--out", run, "--batch-size", "8", "--set", "model.width=8", *TINY]
+    if model == "pix2pix":
+        base += ["--set", "pix2pix.n_layers=2"]
     first = launch(tmp_path, "first", [*base, "--steps", "3"], timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
     second = launch(tmp_path, "second", [*base, "--steps", "6"], timeout=300, params_dir=str(params))
@@ -226,3 +238,31 @@ def test_every_family_trains_checkpoints_and_resumes_on_two_processes(tmp_path, 
     assert [s for s, _ in list_checkpoints(run)] == [3, 6]
     rank0, rank1 = _params(params, 0), _params(params, 1)
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+
+@pytest.mark.slow
+def test_a_resume_at_the_same_world_size_is_bit_exact(tmp_path):
+    # Each rank's noise is a function of (seed, step, rank) and its batch share of (seed, step, rank):
+    # stopping at step 3 and rerunning gives the networks an uninterrupted 2-process run ends with.
+    def args(out, steps):
+        return ["train", "--model", "gan-mlp", "--data", "mnist-5k", "--out", out, "--steps", steps,
+                "--batch-size", "16", "--set", "model.width=32", "--set", "model.latent_dim=8", *TINY]
+
+    for name, steps in (("straight-6", 6), ("resumed-3", 3), ("resumed-6", 6)):
+        proc = launch(tmp_path, name, args(tmp_path / name.split("-")[0], steps))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = (load_checkpoint(list_checkpoints(tmp_path / n)[-1][1]) for n in ("straight", "resumed"))
+    assert a["step"] == b["step"] == 6
+    for part in ("networks", "ema"):
+        for net in a[part]:
+            flat_a, flat_b = (torch.nn.utils.parameters_to_vector(
+                [v.float() for v in _tensors(x[part][net])]) for x in (a, b))
+            assert torch.equal(flat_a, flat_b), f"{part}.{net}"
+
+
+def _tensors(tree):
+    if isinstance(tree, torch.Tensor):
+        return [tree.reshape(-1)]
+    if isinstance(tree, dict):
+        return [t for v in tree.values() for t in _tensors(v)]
+    return []

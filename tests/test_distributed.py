@@ -266,3 +266,4 @@ def _tensors(tree):
     if isinstance(tree, dict):
         return [t for v in tree.values() for t in _tensors(v)]
     return []
+

@@ -137,6 +137,10 @@ class TrainConfig:
     channels_last: bool = True
     """Hold convolutional networks and their batches in channels-last (NHWC) memory format, which
     the CPU (oneDNN) and GPU (cuDNN) convolution kernels run fastest in; same results up to rounding."""
+    log: str = "jsonl"
+    """Where the numbers go besides the console: 'jsonl' (metrics.jsonl) or 'tensorboard' (also
+    TensorBoard event files in the run's tensorboard/ folder: losses, metrics, learning rates and
+    sample grids; needs the optional extra tensorboard)."""
     compile: bool = False
     """Compile the networks with torch.compile; falls back to eager mode (one log line) where the
     compiler is unavailable. Compiling takes a minute or more at start-up."""
@@ -163,6 +167,7 @@ class TrainConfig:
                f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             check(getattr(self, name) > 0, f"train.{name} must be positive, got {getattr(self, name)}")
+        check(self.log in ("jsonl", "tensorboard"), f"train.log must be jsonl or tensorboard, got {self.log!r}")
         for name in ("channels_last", "compile"):
             check(isinstance(getattr(self, name), bool), f"train.{name} must be true or false, got {getattr(self, name)!r}")
 

@@ -33,7 +33,7 @@ from ..data import ImageDataset
 from ..errors import GenforgeError
 from ..families.contract import Family, FamilyState, SampleRequest
 from ..families.registry import build_networks, check_config, inference_networks, load_data, model_spec, preview, resolve_model
-from ..imageio import save_grid
+from ..imageio import make_grid, save_grid
 from ..rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -50,16 +50,18 @@ from ..rundir import (
     verify_checkpoint,
 )
 from ..runtime import Precision, compile_networks, resolve_device, resolve_precision, to_channels_last, uses_convolutions
-from . import distributed
 from .batches import BatchSampler
 from .checkpoint import capture_rng_state, restore_rng_state
 from .checkpoint import save_checkpoint as write_checkpoint
+from .distributed import World, average_gradients, broadcast_state, from_rank0, largest, mean_over_ranks, rank_seed
+from .distributed import start as start_distributed
+from .distributed import stop as stop_distributed
 from .ema import EMA
 from .optim import make_optimizers
-from .report import Reporter, truncate_metrics
+from .report import Reporter, tensorboard_writer, truncate_metrics
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
-RESUMABLE_CHANGES = ("train.steps", "train.device", "train.accumulate", "train.log_every", "train.sample_every",
+RESUMABLE_CHANGES = ("train.steps", "train.device", "train.accumulate", "train.log", "train.log_every", "train.sample_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "data.workers",
                      "eval.every", "eval.metrics",
                      "eval.n_samples", "eval.evaluator", "eval.inception_weights", "eval.seed", "eval.nll_k")
@@ -119,7 +121,7 @@ class Training:
     step: int = 0
     data_fingerprint: dict = field(default_factory=dict)
     """Count, shape and hash of the training data, recorded in checkpoints (rundir.data_fingerprint)."""
-    world: distributed.World = field(default_factory=distributed.World)
+    world: World = field(default_factory=World)
     """This process's rank among the processes of a torchrun job (rank 0 of 1 otherwise)."""
 
     def inference_networks(self) -> dict[str, nn.Module]:
@@ -128,13 +130,13 @@ class Training:
         return inference_networks(self.family, self.nets, averaged, self.cfg, self.device)
 
 
-def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: distributed.World | None = None,
+def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = None,
           device_name: str | None = None) -> Training:
     """Load the data, build and place the networks, prepare the run directory, optimisers, averages
     and family state. Everything that can be refused is checked before the run directory is touched.
     In a torchrun job (`world`), rank 0 alone prepares the run directory; `device_name` is this rank's."""
     run_dir = Path(run_dir)
-    world = world or distributed.World()
+    world = world or World()
     check_config(cfg)
     family = model_spec(cfg.model.name).family
     device = resolve_device(device_name or cfg.train.device)
@@ -167,11 +169,11 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: distributed.Wor
         lock_run_dir(run_dir)
         return prepare_run_dir(run_dir, cfg)
 
-    resumed = distributed.from_rank0(world, prepare, f"preparing {run_dir}")
+    resumed = from_rank0(world, prepare, f"preparing {run_dir}")
     opts = make_optimizers(cfg, nets)
     precision = Precision(device, t.precision, list(nets))
     if world.distributed:
-        precision.grad_hook = lambda name, opt: distributed.average_gradients(world, name, opt)
+        precision.grad_hook = lambda name, opt: average_gradients(world, name, opt)
     averaged = {name: EMA(nets[name], decay) for name, decay in family.averaged(cfg).items() if decay > 0}
     return Training(
         cfg=cfg, run_dir=run_dir, device=device, family=family, data=data, nets=nets,
@@ -249,10 +251,13 @@ def save_checkpoint(tr: Training) -> Path:
     return path
 
 
-def snapshot(tr: Training) -> Path:
-    """The sample grid of the family's fixed preview request, as samples/step-N.png and samples/latest.png."""
+def snapshot(tr: Training, reporter: Reporter | None = None) -> Path:
+    """The sample grid of the family's fixed preview request, as samples/step-N.png and samples/latest.png
+    (and to TensorBoard through `reporter` when it writes there)."""
     images, per_row = preview(tr.family, tr.inference_networks(), tr.preview_request, tr.cfg)
     save_grid(images, tr.run_dir / "samples" / "latest.png", nrow=per_row)
+    if reporter is not None:
+        reporter.image(tr.step, "samples", make_grid(images, per_row))
     return save_grid(images, tr.run_dir / "samples" / f"step-{tr.step:07d}.png", nrow=per_row)
 
 
@@ -322,26 +327,27 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     if not isinstance(cfg, RunConfig):
         raise GenforgeError(f"train() takes a RunConfig, got {type(cfg).__name__}; "
                             "build one with genforge.resolve_config(preset=...)")
-    world, device_name = distributed.start(cfg.train.device)
+    world, device_name = start_distributed(cfg.train.device)
     try:
         return _train(cfg, Path(run_dir), quiet or not world.main, world, device_name)
     finally:
-        distributed.stop(world)
+        stop_distributed(world)
 
 
-def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World, device_name: str) -> TrainResult:
+def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: World, device_name: str) -> TrainResult:
     messages: list[str] = []
     tr = setup(cfg, run_dir, log=messages.append, world=world, device_name=device_name)
     cfg, t = tr.cfg, tr.cfg.train
     tr.step = start_step = load_newest_checkpoint(tr)
     # Every rank starts from rank 0's networks (the same already when built from the same seed or
     # loaded from the same checkpoint; the broadcast makes sure of it).
-    distributed.broadcast_state(world, [*tr.nets.values(), *(ema.model for ema in tr.averaged.values())])
+    broadcast_state(world, [*tr.nets.values(), *(ema.model for ema in tr.averaged.values())])
     has_buffers = any(True for net in tr.nets.values() for _ in net.buffers())
     if world.main:
         truncate_metrics(run_dir / METRICS_FILE, start_step)
 
-    reporter = Reporter(run_dir / METRICS_FILE if world.main else None, t.steps, start_step, quiet)
+    reporter = Reporter(run_dir / METRICS_FILE if world.main else None, t.steps, start_step, quiet,
+                        tensorboard_writer(run_dir, start_step) if t.log == "tensorboard" and world.main else None)
     if tr.resumed and start_step:
         reporter.message(f"resuming {run_dir} from step {start_step}")
     if world.distributed:
@@ -361,7 +367,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World,
             step = tr.step
             done = step >= t.steps
             if world.distributed:  # a signal on any rank stops every rank at this step
-                signum = distributed.largest(world, signal.Signals[stop.signal_name].value if stop.signal_name else 0,
+                signum = largest(world, signal.Signals[stop.signal_name].value if stop.signal_name else 0,
                                              "agreeing on a stop request", tr.device)
                 if signum and stop.signal_name is None:
                     stop.signal_name = signal.Signals(signum).name
@@ -370,7 +376,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World,
             # Report: the only host synchronisation, every log_every steps.
             # Also before every checkpoint, so that a NaN is never saved over a good state.
             if window_steps and (step % t.log_every == 0 or step % t.checkpoint_every == 0 or stopping):
-                sums = distributed.mean_over_ranks(world, sums, "averaging the losses over the ranks")
+                sums = mean_over_ranks(world, sums, "averaging the losses over the ranks")
                 values = {k: (v / window_steps).item() for k, v in sums.items()}
                 bad = [k for k, v in values.items() if not torch.isfinite(torch.tensor(v))]
                 if bad:
@@ -378,6 +384,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World,
                 elapsed = time.perf_counter() - window_start
                 values["images_per_s"] = window_steps * t.batch_size / max(elapsed, 1e-9)
                 reporter.record(step, t.steps, values)
+                reporter.scalars(step, {f"learning_rate/{name}": opt.param_groups[0]["lr"] for name, opt in tr.opts.items()})
                 sums, window_steps, window_start = {}, 0, time.perf_counter()
 
             # Snapshot: a sample grid from the family's fixed preview request. Also at step 0 (the
@@ -385,7 +392,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World,
             # so that the newest grid is always the state the run ends in. Rank 0 alone draws and
             # writes: the others wait for it at their next collective.
             if world.main and ((step % t.sample_every == 0 and step > start_step) or step == 0 or stopping):
-                last_sample = snapshot(tr)
+                last_sample = snapshot(tr, reporter)
 
             # Evaluate: metrics of samples from the current networks; the global RNGs are left as they were.
             if tr.evaluator is not None and step > start_step and stop.signal_name is None and (
@@ -407,7 +414,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World,
             # Step: on this rank's share of the global batch, in train.accumulate micro-batches.
             for micro in range(t.accumulate):
                 if world.distributed:  # each rank its own noise, a function of (seed, step, rank) alone
-                    torch.manual_seed(distributed.rank_seed(t.seed, step, world.rank, micro))
+                    torch.manual_seed(rank_seed(t.seed, step, world.rank, micro))
                 tr.precision.begin_micro_batch(micro, t.accumulate)
                 losses = tr.family.step(tr.step_nets, tr.opts, tr.sampler(step, world.rank * t.accumulate + micro),
                                         cfg, tr.precision, tr.state)
@@ -416,7 +423,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: distributed.World,
                     sums[k] = sums[k] + v if k in sums else v.clone()
             window_steps += 1
             if world.distributed and has_buffers:  # batch-norm statistics: rank 0's, as DDP does
-                distributed.broadcast_state(world, list(tr.nets.values()), buffers_only=True)
+                broadcast_state(world, list(tr.nets.values()), buffers_only=True)
 
             # EMA of the averaged networks.
             for name, ema in tr.averaged.items():

@@ -267,3 +267,17 @@ def _tensors(tree):
         return [t for v in tree.values() for t in _tensors(v)]
     return []
 
+
+
+def test_memory_mapped_images_train_exactly_as_images_on_the_device(tmp_path):
+    from genforge.training import train
+    from tests.conftest import tiny_config
+
+    for memory in ("device", "mmap"):
+        train(tiny_config("gan-mlp", steps=4, data={"memory": memory}, train={"checkpoint_every": 4}),
+              tmp_path / memory, quiet=True)
+    cache = tmp_path / "mmap" / "data-cache" / "images.npy"
+    assert cache.is_file() and not (tmp_path / "device" / "data-cache").exists()
+    a, b = (load_checkpoint(list_checkpoints(tmp_path / m)[-1][1])["networks"] for m in ("device", "mmap"))
+    assert all(torch.equal(a[n][k], b[n][k]) for n in a for k in a[n])
+    assert a["generator"].keys() and a["discriminator"].keys()

@@ -86,6 +86,11 @@ class DataConfig:
     """Per-batch augmentation: flip each image horizontally with probability 1/2."""
     workers: int = 0
     """Processes decoding image files at load; 0 picks min(CPU count, 8), 1 decodes in the main process."""
+    memory: str = "device"
+    """Where the decoded uint8 images live while training: 'device' (the whole set copied to the
+    training device once: fastest, but every process holds all of it) or 'mmap' (written once to
+    the run's data-cache/images.npy and memory-mapped: the processes of a job share one copy in the
+    page cache, only each batch goes to the device; for datasets larger than memory)."""
 
     def __post_init__(self) -> None:
         check(bool(self.name), "data.name is empty; use e.g. --data mnist-5k")
@@ -96,6 +101,7 @@ class DataConfig:
         check(self.crop in ("center", "stretch"), f"data.crop must be center or stretch, got {self.crop!r}")
         check(self.random_crop >= 0, f"data.random_crop must be >= 0, got {self.random_crop}")
         check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        check(self.memory in ("device", "mmap"), f"data.memory must be device or mmap, got {self.memory!r}")
         check(not (self.random_crop and self.image_size and self.random_crop > self.image_size),
                f"data.random_crop ({self.random_crop}) must not exceed data.image_size ({self.image_size})")
 

@@ -50,7 +50,7 @@ from ..rundir import (
     verify_checkpoint,
 )
 from ..runtime import Precision, compile_networks, resolve_device, resolve_precision, to_channels_last, uses_convolutions
-from .batches import BatchSampler
+from .batches import BatchSampler, memory_mapped, write_image_cache
 from .checkpoint import capture_rng_state, restore_rng_state
 from .checkpoint import save_checkpoint as write_checkpoint
 from .distributed import World, average_gradients, broadcast_state, from_rank0, largest, mean_over_ranks, rank_seed
@@ -61,7 +61,8 @@ from .optim import make_optimizers
 from .report import Reporter, tensorboard_writer, truncate_metrics
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
-RESUMABLE_CHANGES = ("train.steps", "train.device", "train.accumulate", "train.log", "train.log_every", "train.sample_every",
+RESUMABLE_CHANGES = ("train.steps", "train.device", "train.accumulate", "train.log", "data.memory",
+                     "train.log_every", "train.sample_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "data.workers",
                      "eval.every", "eval.metrics",
                      "eval.n_samples", "eval.evaluator", "eval.inception_weights", "eval.seed", "eval.nll_k")
@@ -170,6 +171,12 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = 
         return prepare_run_dir(run_dir, cfg)
 
     resumed = from_rank0(world, prepare, f"preparing {run_dir}")
+    if cfg.data.memory == "mmap":  # rank 0 writes the decoded images once, every rank maps them
+        cache = run_dir / "data-cache"
+        from_rank0(world, lambda: write_image_cache(data, cache), f"writing {cache}")
+        data = memory_mapped(data, cache)
+        sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
+                               channels_last=channels_last, parts=world.size * t.accumulate, on_host=True)
     opts = make_optimizers(cfg, nets)
     precision = Precision(device, t.precision, list(nets))
     if world.distributed:

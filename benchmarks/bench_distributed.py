@@ -72,7 +72,7 @@ def main() -> None:
             rates: dict[str, list[float]] = {name: [] for name in CASES}
             ratios: dict[str, list[float]] = {name: [] for name in CASES}
             for repeat in range(args.repeats):
-                folder = Path(tmp) / f"r{repeat}"
+                folder = Path(tmp) / f"{model}-{repeat}"
                 folder.mkdir()
                 got = {name: run_case(model, n, memory, args.steps, args.batch_size, args.log_every, folder)
                        for name, (n, memory) in CASES.items()}

@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test,web,onnx,browser]'
+	$(PIP) -e '.[test,web,onnx,browser,tensorboard]'
 	touch $(STAMP)
 
 # The VAE first: its grids are recognisable digits after a few hundred steps (seconds), so the

@@ -231,8 +231,8 @@ def test_a_signal_during_a_snapshot_still_leaves_a_checkpoint_where_it_stopped(t
 
     real_snapshot = loop.snapshot
 
-    def snapshot(tr):
-        out = real_snapshot(tr)
+    def snapshot(tr, *args):
+        out = real_snapshot(tr, *args)
         if tr.step == 3:
             flags[0]._handle(signal.SIGTERM, None)  # what the signal handler does, without a real signal
         return out

@@ -64,6 +64,11 @@ def _add_train(sub) -> None:
                         "and on recent GPUs, fp16 on older GPUs, fp32 otherwise)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any setting, e.g. --set gan.ema_decay=0 (repeatable)")
+    p.add_argument("--log", choices=["jsonl", "tensorboard"],
+                   help="jsonl (default: metrics.jsonl and the console) or tensorboard (also TensorBoard event files "
+                        "in OUT/tensorboard; needs the extra tensorboard)")
+    p.add_argument("--accumulate", type=int, metavar="K",
+                   help="gradient accumulation: each step in K micro-batches of the batch (the same global batch)")
     p.add_argument("--eval-every", type=int, metavar="N",
                    help="compute eval.metrics (default FID, KID, IS, P/R) every N steps into metrics.jsonl")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
@@ -78,7 +83,8 @@ def _train_overrides(args) -> list[dict]:
         "model": {"name": args.model},
         "data": {"name": args.data, "root": args.data_root, "skip_bad": args.skip_bad},
         "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-                  "seed": args.seed, "device": args.device, "precision": args.precision},
+                  "seed": args.seed, "device": args.device, "precision": args.precision,
+                  "log": args.log, "accumulate": args.accumulate},
         "eval": {"every": args.eval_every},
     }
     flags = {s: {k: v for k, v in d.items() if v is not None} for s, d in flags.items()}
@@ -111,6 +117,8 @@ def _cmd_train(args) -> int:
         import signal
 
         return 128 + signal.Signals[result.stopped_by_signal].value
+    if result.rank:  # torchrun: rank 0 reports for the job
+        return 0
     print(f"run: {result.run_dir} (step {result.step})")
     print(f"samples: {result.samples}")
     return 0

@@ -86,6 +86,11 @@ class DataConfig:
     """Per-batch augmentation: flip each image horizontally with probability 1/2."""
     workers: int = 0
     """Processes decoding image files at load; 0 picks min(CPU count, 8), 1 decodes in the main process."""
+    memory: str = "device"
+    """Where the decoded uint8 images live while training: 'device' (the whole set copied to the
+    training device once: fastest, but every process holds all of it) or 'mmap' (written once to
+    the run's data-cache/images.npy and memory-mapped: the processes of a job share one copy in the
+    page cache, only each batch goes to the device; for datasets larger than memory)."""
 
     def __post_init__(self) -> None:
         check(bool(self.name), "data.name is empty; use e.g. --data mnist-5k")
@@ -96,6 +101,7 @@ class DataConfig:
         check(self.crop in ("center", "stretch"), f"data.crop must be center or stretch, got {self.crop!r}")
         check(self.random_crop >= 0, f"data.random_crop must be >= 0, got {self.random_crop}")
         check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        check(self.memory in ("device", "mmap"), f"data.memory must be device or mmap, got {self.memory!r}")
         check(not (self.random_crop and self.image_size and self.random_crop > self.image_size),
                f"data.random_crop ({self.random_crop}) must not exceed data.image_size ({self.image_size})")
 
@@ -105,7 +111,11 @@ class TrainConfig:
     steps: int = 2000
     """Total optimisation steps (generator steps for GANs). Raising it on a finished run trains on."""
     batch_size: int = 64
-    """Images per step."""
+    """Images per step: the global batch, split evenly over the ranks of a torchrun job and over
+    train.accumulate micro-batches, so the same setting trains on the same images however it runs."""
+    accumulate: int = 1
+    """Gradient accumulation: each rank runs the step on this many micro-batches of
+    batch_size / (ranks x accumulate) images and sums their gradients before the optimiser steps."""
     optimizer: str = "adam"
     """'adam' or 'sgd' (plain gradient descent, optional momentum)."""
     lr: float = 2e-4
@@ -133,6 +143,10 @@ class TrainConfig:
     channels_last: bool = True
     """Hold convolutional networks and their batches in channels-last (NHWC) memory format, which
     the CPU (oneDNN) and GPU (cuDNN) convolution kernels run fastest in; same results up to rounding."""
+    log: str = "jsonl"
+    """Where the numbers go besides the console: 'jsonl' (metrics.jsonl) or 'tensorboard' (also
+    TensorBoard event files in the run's tensorboard/ folder: losses, metrics, learning rates and
+    sample grids; needs the optional extra tensorboard)."""
     compile: bool = False
     """Compile the networks with torch.compile; falls back to eager mode (one log line) where the
     compiler is unavailable. Compiling takes a minute or more at start-up."""
@@ -141,6 +155,11 @@ class TrainConfig:
         self.betas = tuple(float(b) for b in self.betas)  # YAML gives lists
         check(self.steps > 0, f"train.steps must be positive, got {self.steps}")
         check(self.batch_size > 0, f"train.batch_size must be positive, got {self.batch_size}; use e.g. 64")
+        check(isinstance(self.accumulate, int) and self.accumulate > 0,
+              f"train.accumulate must be a positive integer, got {self.accumulate!r}; use e.g. 2")
+        check(self.batch_size % self.accumulate == 0,
+              f"train.batch_size ({self.batch_size}) must be divisible by train.accumulate ({self.accumulate}); "
+              f"use e.g. --batch-size {self.batch_size // self.accumulate * self.accumulate or self.accumulate}")
         check(self.optimizer in ("adam", "sgd"), f"train.optimizer must be adam or sgd, got {self.optimizer!r}")
         check(math.isfinite(self.lr) and self.lr > 0,
               f"train.lr must be positive and finite, got {self.lr}; use e.g. 0.0002")
@@ -154,6 +173,7 @@ class TrainConfig:
                f"train.precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
             check(getattr(self, name) > 0, f"train.{name} must be positive, got {getattr(self, name)}")
+        check(self.log in ("jsonl", "tensorboard"), f"train.log must be jsonl or tensorboard, got {self.log!r}")
         for name in ("channels_last", "compile"):
             check(isinstance(getattr(self, name), bool), f"train.{name} must be true or false, got {getattr(self, name)!r}")
 

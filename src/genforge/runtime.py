@@ -86,19 +86,64 @@ class Precision:
     `precision` may be 'auto'; the resolved value is in `self.precision`.
     """
 
-    def __init__(self, device: torch.device, precision: str, names: list[str]):
+    def __init__(self, device: torch.device, precision: str, names: list[str], grad_hook=None):
         precision = resolve_precision(device, precision)
         self.device, self.precision = device, precision
         enabled = precision == "fp16"
         self.scalers = {n: torch.amp.GradScaler(device.type, enabled=enabled) for n in names}
+        self.grad_hook = grad_hook
+        """Called as grad_hook(name, optimizer) between the last backward pass and the optimiser
+        step (the training loop averages gradients over distributed ranks there)."""
+        self.micro_batches, self._micro = 1, 0
+        self._calls: dict[str, int] = {}
+        self._stash: dict[tuple[str, int], list[torch.Tensor]] = {}
 
     def context(self):
         return autocast(self.device, self.precision)
 
+    def begin_micro_batch(self, index: int, count: int) -> None:
+        """Gradient accumulation (train.accumulate): the step is about to run on micro-batch `index`
+        of `count`. Until the last one, backward_step only adds the gradients to a stash (each loss
+        divided by `count`, so the sum is the gradient of the mean); the last one steps."""
+        self.micro_batches, self._micro, self._calls = count, index, {}
+        if index == 0:
+            self._stash = {}
+
     def backward_step(self, name: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        scaler = self.scalers[name]
+        self.backward_steps(loss, {name: optimizer})
+
+    def backward_steps(self, loss: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+        """One loss for one or more networks (e.g. a denoiser and the text encoder trained with it):
+        one scaled backward (by the first network's scaler), then every optimiser steps through the
+        gradient hook, so torchrun's averaging and train.accumulate see each of them."""
+        scaler = self.scalers[next(iter(optimizers))]
+        if self.micro_batches > 1:
+            loss = loss / self.micro_batches
         scaler.scale(loss).backward()
-        scaler.step(optimizer)
+        if self.micro_batches > 1:
+            last = self._micro == self.micro_batches - 1
+            for name, optimizer in optimizers.items():
+                # The n-th backward_step of `name` in each micro-batch adds up with the n-th of the others
+                # (a GAN step may update its discriminator several times).
+                key = (name, self._calls.get(name, 0))
+                self._calls[name] = key[1] + 1
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                stash = self._stash.get(key)
+                if stash is not None:
+                    torch._foreach_add_(grads, stash)
+                if not last:
+                    self._stash[key] = grads  # zero_grad(set_to_none) below lets go of them
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
+                for p, g in zip(params, grads):
+                    p.grad = g
+            if not last:
+                return
+        for name, optimizer in optimizers.items():
+            if self.grad_hook is not None:
+                self.grad_hook(name, optimizer)
+            scaler.step(optimizer)
         scaler.update()
 
     def state_dict(self) -> dict:

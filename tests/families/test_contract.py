@@ -140,3 +140,23 @@ def test_exact_resume_through_train(name, tmp_path):
                 other = b[part][net][key] if part == "networks" else b[part][net]["model"][key]
                 assert torch.equal(value, other), f"{part} {net}.{key}"
     assert a["family_state"] == b["family_state"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_optimiser_steps_through_backward_step(name):
+    # Under torchrun the gradients are averaged in Precision.backward_step's hook: a step that
+    # called optimizer.step() itself would train every rank apart without any error.
+    cfg = config(name)
+    nets = build(cfg)
+    family = registry.family_of(cfg)
+    opts = make_optimizers(cfg, nets)
+    hooked = []
+    precision = Precision(CPU, "fp32", list(nets), grad_hook=lambda n, opt: hooked.append((n, opt)))
+    stepped = {n: 0 for n in opts}
+    for n, opt in opts.items():
+        opt.register_step_post_hook(lambda opt, args, kwargs, n=n: stepped.__setitem__(n, stepped[n] + 1))
+    sampler = BatchSampler(registry.load_data(cfg), cfg.train.batch_size, 0, CPU)
+    family.step(nets, opts, sampler(0), cfg, precision, family.make_state(cfg) if family.make_state else None)
+    assert {n for n, _ in hooked} == set(opts)
+    assert all(opts[n] is opt for n, opt in hooked)
+    assert stepped == {n: sum(1 for m, _ in hooked if m == n) for n in opts}  # no optimiser step bypasses the hook

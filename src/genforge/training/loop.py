@@ -8,6 +8,10 @@ the step, the sampler, the averaged networks, the family's own state and its end
 Resume by rerunning the same command: if the run directory holds checkpoints, the newest one is
 loaded (networks, optimisers, averages, family state, step, every RNG state) and training
 continues exactly where it stopped; on CPU the result is bit-identical to an uninterrupted run.
+
+Launched by torchrun, every rank runs this loop on its share of the global batch (distributed.py):
+gradients are averaged in Precision.backward_step's hook, rank 0 alone writes files, and a stop
+request on any rank stops them all at the same step.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from ..data import ImageDataset
 from ..errors import GenforgeError
 from ..families.contract import Family, FamilyState, SampleRequest
 from ..families.registry import build_networks, check_config, inference_networks, load_data, model_spec, preview, resolve_model
-from ..imageio import save_grid
+from ..imageio import make_grid, save_grid
 from ..rundir import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -46,15 +50,19 @@ from ..rundir import (
     verify_checkpoint,
 )
 from ..runtime import Precision, compile_networks, resolve_device, resolve_precision, to_channels_last, uses_convolutions
-from .batches import BatchSampler
+from .batches import BatchSampler, memory_mapped, write_image_cache
 from .checkpoint import capture_rng_state, restore_rng_state
 from .checkpoint import save_checkpoint as write_checkpoint
+from .distributed import World, average_gradients, broadcast_state, from_rank0, largest, mean_over_ranks, rank_seed
+from .distributed import start as start_distributed
+from .distributed import stop as stop_distributed
 from .ema import EMA
 from .optim import make_optimizers
-from .report import Reporter, truncate_metrics
+from .report import Reporter, tensorboard_writer, truncate_metrics
 
 # Settings a resumed run may change; any other difference from the saved config is an error.
-RESUMABLE_CHANGES = ("train.steps", "train.device", "train.log_every", "train.sample_every",
+RESUMABLE_CHANGES = ("train.steps", "train.device", "train.accumulate", "train.log", "data.memory",
+                     "train.log_every", "train.sample_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "data.workers",
                      "eval.every", "eval.metrics",
                      "eval.n_samples", "eval.evaluator", "eval.inception_weights", "eval.seed", "eval.nll_k")
@@ -114,6 +122,8 @@ class Training:
     step: int = 0
     data_fingerprint: dict = field(default_factory=dict)
     """Count, shape and hash of the training data, recorded in checkpoints (rundir.data_fingerprint)."""
+    world: World = field(default_factory=World)
+    """This process's rank among the processes of a torchrun job (rank 0 of 1 otherwise)."""
 
     def inference_networks(self) -> dict[str, nn.Module]:
         """The networks to draw pictures with: averages swapped in, prepared by the family."""
@@ -121,13 +131,16 @@ class Training:
         return inference_networks(self.family, self.nets, averaged, self.cfg, self.device)
 
 
-def setup(cfg: RunConfig, run_dir: str | Path, log=print) -> Training:
+def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = None,
+          device_name: str | None = None) -> Training:
     """Load the data, build and place the networks, prepare the run directory, optimisers, averages
-    and family state. Everything that can be refused is checked before the run directory is touched."""
+    and family state. Everything that can be refused is checked before the run directory is touched.
+    In a torchrun job (`world`), rank 0 alone prepares the run directory; `device_name` is this rank's."""
     run_dir = Path(run_dir)
+    world = world or World()
     check_config(cfg)
     family = model_spec(cfg.model.name).family
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(device_name or cfg.train.device)
 
     # Data and model: the data decides the image size, channels and classes.
     data = load_data(cfg)
@@ -147,25 +160,37 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print) -> Training:
     t = cfg.train
     channels_last = to_channels_last(nets, t.channels_last)
     sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
-                           channels_last=channels_last)
+                           channels_last=channels_last, parts=world.size * t.accumulate)
     evaluator = None
-    if cfg.eval.every:
+    if cfg.eval.every and world.main:
         from ..metrics.evaluate import TrainingEvaluator
 
         evaluator = TrainingEvaluator(cfg, device)  # loads the evaluator and reference features once
 
     # The run directory (locked: one writer at a time), then what trains in it.
-    lock_run_dir(run_dir)
-    resumed = prepare_run_dir(run_dir, cfg)
+    def prepare() -> bool:
+        lock_run_dir(run_dir)
+        return prepare_run_dir(run_dir, cfg)
+
+    resumed = from_rank0(world, prepare, f"preparing {run_dir}")
+    if cfg.data.memory == "mmap":  # rank 0 writes the decoded images once, every rank maps them
+        cache = run_dir / "data-cache"
+        from_rank0(world, lambda: write_image_cache(data, cache), f"writing {cache}")
+        data = memory_mapped(data, cache)
+        sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
+                               channels_last=channels_last, parts=world.size * t.accumulate, on_host=True)
     opts = make_optimizers(cfg, nets)
+    precision = Precision(device, t.precision, list(nets))
+    if world.distributed:
+        precision.grad_hook = lambda name, opt: average_gradients(world, name, opt)
     averaged = {name: EMA(nets[name], decay) for name, decay in family.averaged(cfg).items() if decay > 0}
     return Training(
         cfg=cfg, run_dir=run_dir, device=device, family=family, data=data, nets=nets,
         step_nets=compile_networks(nets, device, log) if t.compile else nets,
-        opts=opts, precision=Precision(device, t.precision, list(nets)), sampler=sampler, averaged=averaged,
+        opts=opts, precision=precision, sampler=sampler, averaged=averaged,
         state=family.make_state(cfg) if family.make_state is not None else None,
         preview_request=family.preview_request(cfg, data, device), resumed=resumed, evaluator=evaluator,
-        data_fingerprint=data_fingerprint(data.images, data.labels, data.targets))
+        data_fingerprint=data_fingerprint(data.images, data.labels, data.targets), world=world)
 
 
 def load_newest_checkpoint(tr: Training) -> int:
@@ -221,6 +246,9 @@ def save_checkpoint(tr: Training) -> Path:
         "scalers": tr.precision.state_dict(),
         "rng": capture_rng_state(),
         "data": tr.data_fingerprint,
+        # Informational: a checkpoint holds global state (step, config with the global batch and the
+        # seed) and resumes at any world size; the RNG states above are rank 0's.
+        "world_size": tr.world.size,
     }
     path = checkpoint_path(tr.run_dir, tr.step)
     path.parent.mkdir(exist_ok=True)
@@ -232,10 +260,13 @@ def save_checkpoint(tr: Training) -> Path:
     return path
 
 
-def snapshot(tr: Training) -> Path:
-    """The sample grid of the family's fixed preview request, as samples/step-N.png and samples/latest.png."""
+def snapshot(tr: Training, reporter: Reporter | None = None) -> Path:
+    """The sample grid of the family's fixed preview request, as samples/step-N.png and samples/latest.png
+    (and to TensorBoard through `reporter` when it writes there)."""
     images, per_row = preview(tr.family, tr.inference_networks(), tr.preview_request, tr.cfg)
     save_grid(images, tr.run_dir / "samples" / "latest.png", nrow=per_row)
+    if reporter is not None:
+        reporter.image(tr.step, "samples", make_grid(images, per_row))
     return save_grid(images, tr.run_dir / "samples" / f"step-{tr.step:07d}.png", nrow=per_row)
 
 
@@ -263,6 +294,8 @@ class TrainResult:
     samples: Path | None = None
     stopped_by_signal: str | None = None
     test: dict = field(default_factory=dict)
+    rank: int = 0
+    """This process's rank in a torchrun job: only rank 0 reports."""
 
 
 class _StopFlag:
@@ -297,26 +330,44 @@ class _StopFlag:
 
 
 def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResult:
-    """Train (or resume) the run in `run_dir` to cfg.train.steps. Returns where things were written."""
+    """Train (or resume) the run in `run_dir` to cfg.train.steps. Returns where things were written.
+
+    Under torchrun (WORLD_SIZE > 1) every process calls this; they train as one data-parallel job."""
     if not isinstance(cfg, RunConfig):
         raise GenforgeError(f"train() takes a RunConfig, got {type(cfg).__name__}; "
                             "build one with genforge.resolve_config(preset=...)")
-    run_dir = Path(run_dir)
+    world, device_name = start_distributed(cfg.train.device)
+    try:
+        return _train(cfg, Path(run_dir), quiet or not world.main, world, device_name)
+    finally:
+        stop_distributed(world)
+
+
+def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: World, device_name: str) -> TrainResult:
     messages: list[str] = []
-    tr = setup(cfg, run_dir, log=messages.append)
+    tr = setup(cfg, run_dir, log=messages.append, world=world, device_name=device_name)
     cfg, t = tr.cfg, tr.cfg.train
     tr.step = start_step = load_newest_checkpoint(tr)
-    truncate_metrics(run_dir / METRICS_FILE, start_step)
+    # Every rank starts from rank 0's networks (the same already when built from the same seed or
+    # loaded from the same checkpoint; the broadcast makes sure of it).
+    broadcast_state(world, [*tr.nets.values(), *(ema.model for ema in tr.averaged.values())])
+    has_buffers = any(True for net in tr.nets.values() for _ in net.buffers())
+    if world.main:
+        truncate_metrics(run_dir / METRICS_FILE, start_step)
 
-    reporter = Reporter(run_dir / METRICS_FILE, t.steps, start_step, quiet)
+    reporter = Reporter(run_dir / METRICS_FILE if world.main else None, t.steps, start_step, quiet,
+                        tensorboard_writer(run_dir, start_step) if t.log == "tensorboard" and world.main else None)
     if tr.resumed and start_step:
         reporter.message(f"resuming {run_dir} from step {start_step}")
+    if world.distributed:
+        reporter.message(f"{world.size} processes, {t.batch_size // (world.size * t.accumulate)} images per process "
+                         f"and micro-batch ({t.accumulate} per step), global batch {t.batch_size}")
     for text in messages:
         reporter.message(text)
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.perf_counter()
     last_sample: Path | None = None
-    result = TrainResult(run_dir, start_step)
+    result = TrainResult(run_dir, start_step, rank=world.rank)
     for net in tr.nets.values():
         net.train()
 
@@ -324,11 +375,17 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
         while True:
             step = tr.step
             done = step >= t.steps
+            if world.distributed:  # a signal on any rank stops every rank at this step
+                signum = largest(world, signal.Signals[stop.signal_name].value if stop.signal_name else 0,
+                                             "agreeing on a stop request", tr.device)
+                if signum and stop.signal_name is None:
+                    stop.signal_name = signal.Signals(signum).name
             stopping = done or stop.signal_name is not None
 
             # Report: the only host synchronisation, every log_every steps.
             # Also before every checkpoint, so that a NaN is never saved over a good state.
             if window_steps and (step % t.log_every == 0 or step % t.checkpoint_every == 0 or stopping):
+                sums = mean_over_ranks(world, sums, "averaging the losses over the ranks")
                 values = {k: (v / window_steps).item() for k, v in sums.items()}
                 bad = [k for k, v in values.items() if not torch.isfinite(torch.tensor(v))]
                 if bad:
@@ -336,13 +393,15 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 elapsed = time.perf_counter() - window_start
                 values["images_per_s"] = window_steps * t.batch_size / max(elapsed, 1e-9)
                 reporter.record(step, t.steps, values)
+                reporter.scalars(step, {f"learning_rate/{name}": opt.param_groups[0]["lr"] for name, opt in tr.opts.items()})
                 sums, window_steps, window_start = {}, 0, time.perf_counter()
 
             # Snapshot: a sample grid from the family's fixed preview request. Also at step 0 (the
             # first picture comes at once) and at the step a run stops, by finishing or by a signal,
-            # so that the newest grid is always the state the run ends in.
-            if (step % t.sample_every == 0 and step > start_step) or step == 0 or stopping:
-                last_sample = snapshot(tr)
+            # so that the newest grid is always the state the run ends in. Rank 0 alone draws and
+            # writes: the others wait for it at their next collective.
+            if world.main and ((step % t.sample_every == 0 and step > start_step) or step == 0 or stopping):
+                last_sample = snapshot(tr, reporter)
 
             # Evaluate: metrics of samples from the current networks; the global RNGs are left as they were.
             if tr.evaluator is not None and step > start_step and stop.signal_name is None and (
@@ -350,7 +409,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 reporter.record(step, t.steps, tr.evaluator(tr.inference_networks()))
 
             # Checkpoint (never over a good one: losses were checked just above, weights in save_checkpoint).
-            if step > start_step and (step % t.checkpoint_every == 0 or stopping):
+            if world.main and step > start_step and (step % t.checkpoint_every == 0 or stopping):
                 save_checkpoint(tr)
 
             # Done?
@@ -361,11 +420,19 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 result.stopped_by_signal = stop.signal_name
                 break
 
-            # Step.
-            losses = tr.family.step(tr.step_nets, tr.opts, tr.sampler(step), cfg, tr.precision, tr.state)
-            for k, v in losses.items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
+            # Step: on this rank's share of the global batch, in train.accumulate micro-batches.
+            for micro in range(t.accumulate):
+                if world.distributed:  # each rank its own noise, a function of (seed, step, rank) alone
+                    torch.manual_seed(rank_seed(t.seed, step, world.rank, micro))
+                tr.precision.begin_micro_batch(micro, t.accumulate)
+                losses = tr.family.step(tr.step_nets, tr.opts, tr.sampler(step, world.rank * t.accumulate + micro),
+                                        cfg, tr.precision, tr.state)
+                for k, v in losses.items():
+                    v = v.detach() / t.accumulate if t.accumulate > 1 else v
+                    sums[k] = sums[k] + v if k in sums else v.clone()
             window_steps += 1
+            if world.distributed and has_buffers:  # batch-norm statistics: rank 0's, as DDP does
+                broadcast_state(world, list(tr.nets.values()), buffers_only=True)
 
             # EMA of the averaged networks.
             for name, ema in tr.averaged.items():
@@ -374,9 +441,10 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
             reporter.advance(1)
 
     reporter.close()
-    unlock_run_dir(run_dir)
+    if world.main:
+        unlock_run_dir(run_dir)
     result.step, result.samples = tr.step, last_sample or (run_dir / "samples" / "latest.png")
-    if done:
+    if done and world.main:
         result.test = end_of_run_test(tr, log_record=tr.step > start_step)
         if result.test and not quiet:
             print(tr.family.describe_test(result.test), flush=True)

@@ -59,12 +59,5 @@ def diffusion_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
     cond = Condition(labels=batch.labels if cfg.model.num_classes else None, text=text, text_mask=text_mask)
     cond = drop_condition(cond, d.cond_dropout, cfg.model.num_classes)
     loss = training_loss(net, to_signed(batch.images), cond, d, precision)
-    if encoder is None:
-        precision.backward_step("denoiser", loss, opt)
-    else:  # one loss, both networks: one scaled backward, then each optimiser's step
-        scaler = precision.scalers["denoiser"]
-        scaler.scale(loss).backward()
-        for o in trained:
-            scaler.step(o)
-        scaler.update()
+    precision.backward_steps(loss, {"denoiser": opt, **({"text_encoder": opts["text_encoder"]} if encoder else {})})
     return {"loss": loss.detach()}

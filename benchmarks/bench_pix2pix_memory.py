@@ -73,7 +73,8 @@ phase("snapshot", lambda: loop.snapshot(tr))
 path = phase("checkpoint", lambda: loop.save_checkpoint(tr))
 phase("test", lambda: loop.end_of_run_test(tr, False))
 print(json.dumps({"phases": phases, "checkpoint_mb": os.path.getsize(path) / 1e6,
-                  "networks": sorted(tr.nets), "seconds": time.perf_counter() - start}))
+                  "networks": sorted(tr.nets), "seconds": time.perf_counter() - start,
+                  "parameters": {n: sum(p.numel() for p in net.parameters()) for n, net in tr.nets.items()}}))
 """
 
 
@@ -136,16 +137,19 @@ def main() -> None:
         for gan_weight in (0.0, 1.0):
             key = (version, gan_weight)
             results[key] = measure(src, data, work / f"run-{len(results)}", args, gan_weight)
+    params = results[(list(versions)[-1], 1.0)]["parameters"]
+    print("parameters: " + ", ".join(f"{n} {v / 1e6:.2f}M ({v * 4 / 1e6:.1f} MB as float32)" for n, v in params.items()))
     names = ["setup", "steps", "snapshot", "checkpoint", "test"]
     print("\nPeak resident memory (MB) by phase: the peak during the phase (its rise over the RSS before it)")
-    print("| code | objective | networks | " + " | ".join(names) + " | peak | checkpoint MB |")
-    print("|---|---|---|" + "---|" * (len(names) + 2))
+    print("| code | objective | networks | import | " + " | ".join(names) + " | peak | checkpoint MB |")
+    print("|---|---|---|---|" + "---|" * (len(names) + 2))
     for (version, gan_weight), r in results.items():
         phases = r["phases"]
         cells = [f"{phases[n]['peak']:.0f} (+{phases[n]['peak'] - phases[n]['before']:.0f})" for n in names]
         peak = max(p["peak"] for p in phases.values())
         objective = "L1 only" if gan_weight == 0 else "L1 + cGAN"
-        print(f"| {version} | {objective} | {', '.join(r['networks'])} | " + " | ".join(cells)
+        print(f"| {version} | {objective} | {', '.join(r['networks'])} | {phases['import']['after']:.0f} | "
+              + " | ".join(cells)
               + f" | {peak:.0f} | {r['checkpoint_mb']:.1f} |")
     print("\n| objective | peak: this / baseline | checkpoint: this / baseline |")
     print("|---|---|---|")

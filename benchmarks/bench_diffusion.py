@@ -4,6 +4,7 @@ class accuracy and FID against the guidance weight, and sampling speed against a
     python benchmarks/bench_diffusion.py fid-nfe --run RUN --evaluator EVAL.pt --n 500 --nfe 4,8,16,32
     python benchmarks/bench_diffusion.py guidance --run CRUN --evaluator EVAL.pt --n 500 --weights 0,1,2,4
     python benchmarks/bench_diffusion.py speed --run RUN --nfe 16 --batch 64
+    python benchmarks/bench_diffusion.py compare --runs DIFFUSION_RUN,GAN_RUN --evaluator EVAL.pt --n 1000 --steps 16
 
 FID and class accuracy use the project's evaluators (genforge train-evaluator; docs/evaluation.md):
 classifier features, comparable only between numbers taken with the same evaluator file. The
@@ -125,6 +126,33 @@ def speed(args) -> None:
         print(f"| {name} | {n / t:.2f} | {base / t:.2f}x |")
 
 
+def compare(args) -> None:
+    """Runs of any family side by side on one reference: FID, precision, recall, class accuracy and
+    sampling rate (diffusion runs with --sampler and --steps; other families ignore them)."""
+    runs = [load_run(path) for path in args.runs.split(",")]
+    m = runs[0].config.model
+    extractors = make_extractors(runs[0].config.data.name, m.image_size, m.channels, runs[0].device, args.evaluator)
+    real, n_real = reference_features(runs[0], extractors, args.n)
+    print(f"{args.n} samples per run (seed 0, classes cycling) vs {n_real} test images; evaluator "
+          f"{extractors.protocol.get('sha256', '')[:12]}; {torch.get_num_threads()} thread(s)")
+    print("| run | step | sampling | FID | precision | recall | class accuracy | images/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for path, run in zip(args.runs.split(","), runs):
+        classes = run.config.model.num_classes
+        labels = torch.arange(args.n) % classes if classes else None
+        options = ({"sampler": args.sampler, "steps": args.steps}
+                   if "sampler" in run.model_family.sample_options else {})
+        start = time.perf_counter()
+        images = run.sample(args.n, seed=0, labels=labels, **options)
+        rate = args.n / (time.perf_counter() - start)
+        metrics = ("fid", "pr", "acc") if classes else ("fid", "pr")
+        values = feature_metrics(real, images, extractors, EvalSettings(n=args.n), metrics, labels)
+        how = f"{args.sampler}, {run.last_report.get('nfe')} NFE" if options else "one generator pass"
+        accuracy = f"{values['class_accuracy']:.3f}" if classes else "-"
+        print(f"| {path} | {run.step} | {how} | {values['fid']:.2f} | {values['precision']:.3f} | "
+              f"{values['recall']:.3f} | {accuracy} | {rate:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -150,6 +178,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.set_defaults(func=speed)
+    p = sub.add_parser("compare")
+    p.add_argument("--runs", required=True, help="comma-separated run directories on the same dataset")
+    p.add_argument("--evaluator", required=True)
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--sampler", default="dpm2m")
+    p.add_argument("--steps", type=int, default=16)
+    p.set_defaults(func=compare)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.func(args)

@@ -20,15 +20,36 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..errors import GenforgeError
 from ..imageio import image_array, image_files, open_image
 from .base import ImageDataset
 
+GRAY_MODES = ("L", "1", "I;16", "I")
 
-def _mode(images: list[Image.Image]) -> str:
-    return "L" if all(im.mode in ("L", "1", "I;16", "I") for im in images) else "RGB"
+
+def _decode(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """One file as H x W x 1 (gray) or H x W x 3 uint8, and its size; the PIL image is dropped at once."""
+    image = open_image(path)
+    size = image.size
+    array = image_array(image, "L" if image.mode in GRAY_MODES else "RGB")
+    image.close()
+    return array, size
+
+
+def _stack(arrays: list[np.ndarray | None], channels: int, columns: slice = slice(None),
+           free: bool = True) -> torch.Tensor:
+    """Copy H x W x C uint8 arrays (their `columns`) into one (N, channels, H, W') tensor, gray ones
+    replicated to 3 channels when `channels` is 3 (as PIL's convert('RGB')); with `free`, each array
+    is dropped once copied. Decoding into PIL images, stacking, permuting and then splitting pairs
+    held about five copies of the data at once; this holds the arrays and the tensor."""
+    first = arrays[0][:, columns]
+    out = np.empty((len(arrays), channels, first.shape[0], first.shape[1]), dtype=np.uint8)
+    for i, array in enumerate(arrays):
+        out[i] = array[:, columns].transpose(2, 0, 1)  # 1 channel broadcasts to 3
+        if free:
+            arrays[i] = None
+    return torch.from_numpy(out)
 
 
 def read_pairs(folder: str | Path) -> ImageDataset:
@@ -48,21 +69,23 @@ def read_pairs(folder: str | Path) -> ImageDataset:
 
 def read_side_by_side(files: list[Path], name: str = "") -> ImageDataset:
     """Side-by-side pair files (A left, B right): A -> ``images``, B -> ``targets``."""
-    opened = [open_image(p) for p in files]
-    width, height = opened[0].size
-    for path, image in zip(files, opened):
-        if image.size != (width, height):
-            raise GenforgeError(f"{path}: {image.size[0]}x{image.size[1]} but {files[0].name} is {width}x{height}; "
+    arrays = []
+    for path in files:
+        array, size = _decode(path)
+        if not arrays:
+            width, height = size
+            if width % 2:
+                raise GenforgeError(f"{path}: width {width} is odd, so its A and B halves differ in size; "
+                                    "a side-by-side pair is two images of equal width")
+        elif size != (width, height):
+            raise GenforgeError(f"{path}: {size[0]}x{size[1]} but {files[0].name} is {width}x{height}; "
                                 "all pairs must have one size (resize them first)")
-    if width % 2:
-        raise GenforgeError(f"{files[0]}: width {width} is odd, so its A and B halves differ in size; "
-                            "a side-by-side pair is two images of equal width")
-    mode = _mode(opened)
-    arrays = np.stack([image_array(im, mode) for im in opened])  # N, H, W, C
-    tensor = torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+        arrays.append(array)
     half = width // 2
-    return ImageDataset(tensor[..., :half].contiguous(), name=name, extras={"names": [p.stem for p in files]},
-                        targets=tensor[..., half:].contiguous())
+    channels = max(x.shape[2] for x in arrays)  # any colour file makes all RGB (gray replicated)
+    a = _stack(arrays, channels, slice(0, half), free=False)
+    b = _stack(arrays, channels, slice(half, None))
+    return ImageDataset(a, name=name, extras={"names": [p.stem for p in files]}, targets=b)
 
 
 def _read_two_folders(folder: Path, a_dir: Path | None = None, b_dir: Path | None = None) -> ImageDataset:
@@ -78,19 +101,21 @@ def _read_two_folders(folder: Path, a_dir: Path | None = None, b_dir: Path | Non
         raise GenforgeError(f"{folder}: {len(missing)} file name(s) have no partner, e.g. {missing[0]!r} is missing "
                             f"from {side}/; A/ and B/ must hold the same file names")
     names = sorted(a_files)
-    a_images = [open_image(a_files[n]) for n in names]
-    b_images = [open_image(b_files[n]) for n in names]
-    size = a_images[0].size
-    for n, a, b in zip(names, a_images, b_images):
-        if a.size != b.size:
-            raise GenforgeError(f"{b_files[n]}: {b.size[0]}x{b.size[1]} but its partner {a_files[n].name} in A/ is "
-                                f"{a.size[0]}x{a.size[1]}; the two images of a pair must have the same size")
-        if a.size != size:
-            raise GenforgeError(f"{a_files[n]}: {a.size[0]}x{a.size[1]} but {a_files[names[0]].name} is "
+    a_arrays, b_arrays = [], []
+    size = None
+    for n in names:
+        (a, a_size), (b, b_size) = _decode(a_files[n]), _decode(b_files[n])
+        if a_size != b_size:
+            raise GenforgeError(f"{b_files[n]}: {b_size[0]}x{b_size[1]} but its partner {a_files[n].name} in A/ is "
+                                f"{a_size[0]}x{a_size[1]}; the two images of a pair must have the same size")
+        size = size or a_size
+        if a_size != size:
+            raise GenforgeError(f"{a_files[n]}: {a_size[0]}x{a_size[1]} but {a_files[names[0]].name} is "
                                 f"{size[0]}x{size[1]}; all pairs must have one size (resize them first)")
-    mode = _mode(a_images + b_images)
-    a = torch.from_numpy(np.stack([image_array(im, mode) for im in a_images])).permute(0, 3, 1, 2).contiguous()
-    b = torch.from_numpy(np.stack([image_array(im, mode) for im in b_images])).permute(0, 3, 1, 2).contiguous()
+        a_arrays.append(a)
+        b_arrays.append(b)
+    channels = max(x.shape[2] for x in a_arrays + b_arrays)  # any colour file makes all RGB (gray replicated)
+    a, b = _stack(a_arrays, channels), _stack(b_arrays, channels)
     return ImageDataset(a, name=str(folder), extras={"names": names}, targets=b)
 
 

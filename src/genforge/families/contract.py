@@ -155,7 +155,10 @@ class ModelSpec:
 
     family: Family
     build: Callable[[Any], Networks]
-    """cfg (a RunConfig with model.image_size and model.channels resolved) -> named networks."""
+    """cfg (a RunConfig with model.image_size and model.channels resolved) -> named networks: only
+    those these settings train or sample with. The loop optimises, averages and checkpoints exactly
+    what build returns, so a network the settings leave untrained (pix2pix's discriminator at
+    gan_weight 0) is left out here, and the family's step must not expect it."""
     latent_dim: int = 0
     """Default latent size (0 for models without a latent)."""
     width: int = 64

@@ -92,3 +92,23 @@ def test_dropout_at_inference_is_seeded():
     assert not torch.equal(a, translate_batch(generator, x, dropout_seed=2))
     assert not torch.equal(a, translate_batch(generator, x))
     assert not any(m.training for m in generator.modules()), "translate_batch leaves the model in eval mode"
+
+
+def test_scores_and_resizes_are_the_same_a_chunk_at_a_time(monkeypatch):
+    # Scoring and resizing go a few images at a time to bound memory: the numbers must not change.
+    from genforge.data import transforms
+    from genforge.families.pix2pix import translate
+
+    gen = torch.Generator().manual_seed(0)
+    outputs = torch.rand(10, 3, 16, 16, generator=gen)
+    targets = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    whole = translate.score(outputs, targets)
+    monkeypatch.setattr(translate, "PIXELS_PER_CHUNK", 3 * 16 * 16)  # 3 images per chunk, the last one short
+    assert translate.chunk_size(outputs) == 3
+    chunked = translate.score(outputs, targets)
+    for k in whole:
+        assert torch.allclose(whole[k], chunked[k], atol=1e-6), k
+    identity = translate.score(targets, targets)  # uint8 outputs are read as [0, 1] too
+    assert float(identity["l1"].max()) == 0 and float(identity["ssim"].min()) > 0.999
+    images = torch.randint(0, 256, (7, 3, 20, 20), dtype=torch.uint8, generator=gen)
+    assert torch.equal(transforms.resize_uint8(images, 12), transforms.resize_uint8(images, 12, chunk=2))

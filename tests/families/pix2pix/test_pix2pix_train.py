@@ -5,8 +5,11 @@ import json
 import pytest
 import torch
 
+from genforge.conditioning import Condition
 from genforge.errors import GenforgeError
+from genforge.families.contract import SampleRequest
 from genforge.families.registry import resolve_config
+from genforge.run import load_run
 from genforge.training import checkpoint as ckpt
 from genforge.training import train
 from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
@@ -72,12 +75,38 @@ def test_learning_rate_decays_to_the_schedule(tmp_path):
         assert optimizers[name]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.2)
 
 
-def test_l1_only_leaves_the_discriminator_untouched(tmp_path):
+def test_l1_only_run_builds_and_stores_no_discriminator_and_still_resumes_and_translates(tmp_path):
     data = write_inversion_pairs(tmp_path / "pairs", n_train=16, n_test=4)
     train(_config(data, 5, gan_weight=0.0), tmp_path / "run", quiet=True)
     payload = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1][1])
-    assert payload["optimizers"]["discriminator"]["state"] == {}
+    assert set(payload["networks"]) == set(payload["optimizers"]) == {"generator"}
     assert "loss_d" not in json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    # Resume by rerunning with more steps: bit-identical to the straight run, still without a discriminator.
+    train(_config(data, 10, gan_weight=0.0), tmp_path / "run", quiet=True)
+    train(_config(data, 10, gan_weight=0.0), tmp_path / "straight", quiet=True)
+    resumed, straight = _final_state(tmp_path / "run"), _final_state(tmp_path / "straight")
+    assert resumed[0] == 10 and set(resumed[1]) == {"generator"}
+    _assert_same(straight, resumed)
+    run = load_run(tmp_path / "run")
+    assert set(run.networks) == {"generator"}
+    source = torch.randint(0, 256, (2, 1, 16, 16), dtype=torch.uint8)
+    images = run.draw(SampleRequest(2, cond=Condition(image=source)))
+    assert images.shape == (2, 1, 16, 16) and 0 <= float(images.min()) <= float(images.max()) <= 1
+
+
+def test_an_old_l1_only_checkpoint_with_a_discriminator_still_resumes(tmp_path):
+    # Runs from before the discriminator was left out stored one (untrained) with its optimiser.
+    data = write_inversion_pairs(tmp_path / "pairs", n_train=16, n_test=4)
+    train(_config(data, 5, gan_weight=0.0), tmp_path / "run", quiet=True)
+    path = ckpt.list_checkpoints(tmp_path / "run")[-1][1]
+    payload = ckpt.load_checkpoint(path)
+    stale = torch.optim.Adam(torch.nn.Linear(2, 2).parameters()).state_dict()
+    payload["networks"]["discriminator"] = {"weight": torch.zeros(2, 2)}
+    payload["optimizers"]["discriminator"] = stale
+    ckpt.save_checkpoint(path, payload)
+    result = train(_config(data, 10, gan_weight=0.0), tmp_path / "run", quiet=True)
+    assert result.step == 10
+    assert set(_final_state(tmp_path / "run")[1]) == {"generator"}
 
 
 def test_pix2pix_on_unpaired_data_is_refused_before_writing(tmp_path):

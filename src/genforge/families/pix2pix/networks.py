@@ -149,15 +149,19 @@ def patch_map_size(image_size: int, n_layers: int) -> int:
 
 
 def build(cfg: ModelConfig, options: Pix2PixConfig | None = None) -> dict[str, nn.Module]:
-    """Generator and discriminator for square images of cfg.channels channels (input and target alike)."""
+    """The U-Net generator, and the PatchGAN discriminator when its loss has a weight: the L1-only
+    ablation (gan_weight = 0) trains no discriminator, so none is built, optimised or stored. Square
+    images of cfg.channels channels (input and target alike)."""
     options = options or Pix2PixConfig()
     depth = unet_depth(cfg.image_size, options.depth)
+    nets: dict[str, nn.Module] = {
+        "generator": UNetGenerator(cfg.channels, cfg.channels, depth, cfg.width, options.norm, options.dropout)}
+    if options.gan_weight == 0:
+        return nets
     # The PatchGAN must leave at least a 1x1 map: n_layers halvings, then two 4x4 stride-1 convs (-1 each).
     if patch_map_size(cfg.image_size, options.n_layers) < 1:
         largest = max(n for n in range(0, 12) if n == 0 or patch_map_size(cfg.image_size, n) >= 1)
         raise GenforgeError(f"pix2pix.n_layers={options.n_layers} is too deep for {cfg.image_size}x{cfg.image_size} "
                             f"images; use at most {largest}")
-    return {
-        "generator": UNetGenerator(cfg.channels, cfg.channels, depth, cfg.width, options.norm, options.dropout),
-        "discriminator": PatchDiscriminator(cfg.channels, cfg.channels, cfg.width, options.n_layers, options.norm),
-    }
+    nets["discriminator"] = PatchDiscriminator(cfg.channels, cfg.channels, cfg.width, options.n_layers, options.norm)
+    return nets

@@ -29,12 +29,13 @@ def pix2pix_generator_objective(fake_logits: torch.Tensor, fake: torch.Tensor, t
 def pix2pix_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], batch: Batch,
                  cfg: RunConfig, precision: Precision, state=None) -> dict[str, torch.Tensor]:
     """Generate the target (batch.images) given the source (batch.cond.image): D, then G (eq. 4)."""
-    generator, discriminator = nets["generator"], nets["discriminator"]
+    # The L1-only ablation (gan_weight = 0) has no discriminator: networks.build leaves it out.
+    generator, discriminator = nets["generator"], nets.get("discriminator")
     source, target = jitter_pairs(to_signed(batch.cond.image), to_signed(batch.images), cfg.pix2pix.jitter,
                                   cfg.pix2pix.flip)
     set_decayed_lr(opts, {"generator": cfg.train.lr, "discriminator": cfg.gan.lr_d or cfg.train.lr}, batch.step,
                    cfg.pix2pix.lr_decay_start, cfg.pix2pix.lr_decay_steps)
-    adversarial = cfg.pix2pix.gan_weight > 0
+    adversarial = discriminator is not None
 
     with precision.context():
         fake = generator(source)
@@ -50,12 +51,15 @@ def pix2pix_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimiz
         out["loss_d"] = loss_d.detach()
 
     # G: eq. 4. D's weights get no gradient here.
-    discriminator.requires_grad_(False)
-    with precision.context():
-        fake_logits = discriminator(source, fake).float() if adversarial else None
+    fake_logits = None
+    if adversarial:
+        discriminator.requires_grad_(False)
+        with precision.context():
+            fake_logits = discriminator(source, fake).float()
     loss_g, loss_adv, l1 = pix2pix_generator_objective(fake_logits, fake.float(), target, cfg)
     opts["generator"].zero_grad(set_to_none=True)
     precision.backward_step("generator", loss_g, opts["generator"])
-    discriminator.requires_grad_(True)
+    if adversarial:
+        discriminator.requires_grad_(True)
     out.update({"loss_g": loss_g.detach(), "loss_g_gan": loss_adv.detach(), "l1": l1.detach()})
     return out

@@ -309,7 +309,7 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
     reporter = Reporter(run_dir / METRICS_FILE, t.steps, start_step, quiet)
     if tr.resumed and start_step:
         reporter.message(f"resuming {run_dir} from step {start_step}")
-    for text in messages:
+    for text in ([tr.data.extras["log"]] if tr.data.extras.get("log") else []) + messages:
         reporter.message(text)
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.perf_counter()
@@ -365,9 +365,11 @@ def train(cfg: RunConfig, run_dir: str | Path, quiet: bool = False) -> TrainResu
                 sums[k] = sums[k] + v if k in sums else v.clone()
             window_steps += 1
 
-            # EMA of the averaged networks.
+            # EMA of the averaged networks (with the family's decay schedule when it has one).
             for name, ema in tr.averaged.items():
-                ema.update(tr.nets[name])
+                decay = (tr.family.average_decay(cfg, name, (tr.step + 1) * t.batch_size)
+                         if tr.family.average_decay is not None else None)
+                ema.update(tr.nets[name], decay)
             tr.step += 1
             reporter.advance(1)
 

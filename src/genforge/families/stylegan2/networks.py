@@ -304,7 +304,10 @@ class Generator(nn.Module):
     def ws(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
            update_w_avg: bool = False) -> torch.Tensor:
         """One w per synthesis layer (N, num_ws, w_dim), truncated toward w_avg when psi < 1."""
-        w = self.mapping(z, labels, update_w_avg=update_w_avg)
+        return self.ws_from_w(self.mapping(z, labels, update_w_avg=update_w_avg), psi, cutoff)
+
+    def ws_from_w(self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
+        """w (N, w_dim) broadcast to every synthesis layer, truncated toward w_avg when psi < 1."""
         return truncate(w[:, None].expand(-1, self.num_ws, -1), self.mapping.w_avg, psi, cutoff)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0,

@@ -25,9 +25,10 @@ class StyleGAN2Config:
     channel_max: int = 512
     """Most feature maps at any resolution; model.width is the number at the image size, doubling at
     each halving up to this."""
-    conv_path: str = "grouped"
-    """How training computes modulated convolutions: 'grouped' (one grouped convolution with each
-    sample's weights) or 'scaled' (scale activations; the exports always use it). Equal up to rounding."""
+    conv_path: str = "scaled"
+    """How the generator computes modulated convolutions: 'scaled' (scale the activations; faster on
+    CPUs, and what exports use) or 'grouped' (one grouped convolution with each sample's weights,
+    the official implementation's choice on GPUs). Equal up to rounding."""
     mbstd_group: int = 4
     """Group size of the minibatch standard-deviation layer (4; ADA's CIFAR-10 uses 32)."""
     r1_gamma: float = 0.01

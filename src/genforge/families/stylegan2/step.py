@@ -74,21 +74,25 @@ def r1_penalty(discriminator, real: torch.Tensor, labels, augment_fn) -> tuple[t
     return grad.square().sum(dim=(1, 2, 3)), logits
 
 
-def path_length_penalty(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None, pl_mean: torch.Tensor, decay: float,
-                        mixing_prob: float, noise_mode: str = "random", grouped: bool = True):
-    """The path-length regulariser, paper eq. 4: E_{w,y}(||J_w^T y||_2 - a)^2 with y ~ N(0, I)/sqrt(H W)
-    (scaled so the penalty does not depend on the resolution) and a the running mean of the lengths.
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """||J_w^T y||_2 per image (paper eq. 4), J the Jacobian of the images with respect to w: one
+    backward pass of sum(images * y). The gradient is taken per synthesis layer's w, squared and
+    summed over w's components and averaged over the layers (as the official code does)."""
+    (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
+    return grad.square().sum(dim=2).mean(dim=1).sqrt()
 
-    Returns (per-image penalty, the updated running mean, the lengths). J_w^T y is one backward pass
-    of the image product with y; the gradient is taken with respect to each layer's w and its
-    square summed over w's components, averaged over the layers (as the official code does)."""
+
+def path_length_penalty(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None, pl_mean: torch.Tensor,
+                        decay: float, mixing_prob: float, noise_mode: str = "random", grouped: bool = True):
+    """The path-length regulariser, paper eq. 4: E_{w,y}(||J_w^T y||_2 - a)^2 with y ~ N(0, I)/sqrt(H W)
+    (so that the penalty does not depend on the resolution) and a the running mean of the lengths.
+    Returns (per-image penalty, the updated running mean)."""
     ws = mixed_ws(generator, z, labels, mixing_prob)
     images = generator.synthesis(ws, noise_mode, grouped)
     y = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
-    (grad,) = torch.autograd.grad((images * y).sum(), ws, create_graph=True)
-    lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()
+    lengths = path_lengths(images, ws, y)
     new_mean = pl_mean.lerp(lengths.detach().mean(), decay)
-    return (lengths - new_mean).square(), new_mean, lengths
+    return (lengths - new_mean).square(), new_mean
 
 
 def stylegan2_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], batch: Batch, cfg,
@@ -120,7 +124,7 @@ def stylegan2_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
     if s.pl_weight > 0 and batch.step % s.pl_every == 0:
         m = max(1, n // s.pl_batch_shrink)
         pl_labels = c[:m] if c is not None else None
-        penalty, state.pl_mean, lengths = path_length_penalty(
+        penalty, state.pl_mean = path_length_penalty(
             generator, torch.randn(m, z_dim, device=device), pl_labels, state.pl_mean, s.pl_decay, s.mixing_prob,
             grouped=grouped)
         loss_pl = penalty.mean() * (s.pl_weight * s.pl_every)

@@ -963,7 +963,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that compute with torch get --threads (export and info only load weights).
-COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "stylegan2-tools", "project", "interpolate", "translate", "eval",
+COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "stylegan2-tools", "project", "interpolate",
+                      "translate", "eval",
                       "train-evaluator", "data info", "data make-pairs", "serve")
 
 

@@ -9,8 +9,8 @@ import torch
 from genforge.cli import main
 from genforge.data import DATASETS, ImageDataset, register_dataset
 from genforge.families import registry
-from genforge.rundir import list_checkpoints, load_checkpoint
 from genforge.run import load_run
+from genforge.rundir import list_checkpoints, load_checkpoint
 from genforge.training import train
 
 DATASET = "sg2-tiny-28"

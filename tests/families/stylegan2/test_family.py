@@ -116,20 +116,21 @@ def test_bad_training_input_is_one_line_and_exit_2(tmp_path, capsys, sets, needl
 def test_project_writes_its_results_and_refuses_images_of_another_shape(trained, tmp_path, capsys):
     from PIL import Image
 
-    grey = tmp_path / "grey.png"
-    Image.fromarray((torch.rand(32, 32) * 255).to(torch.uint8).numpy(), "L").save(grey)
+    grey = tmp_path / "grey.png"  # 28x28 like the training data: padded to 32 as it was
+    Image.fromarray((torch.rand(28, 28) * 255).to(torch.uint8).numpy(), "L").save(grey)
     assert main(["project", "--run", str(trained), "--input", str(grey), "--out", str(tmp_path / "p"),
                  "--steps", "4"]) == 0
     for name in ("reconstruction.png", "target.png", "w.npy", "progress.png", "loss.json"):
         assert (tmp_path / "p" / name).is_file()
+    assert Image.open(tmp_path / "p" / "target.png").size == Image.open(tmp_path / "p" / "reconstruction.png").size
     import numpy as np
 
     assert np.load(tmp_path / "p" / "w.npy").shape == (4,)
     capsys.readouterr()
     small, colour = tmp_path / "small.png", tmp_path / "colour.png"
-    Image.fromarray((torch.rand(28, 28) * 255).to(torch.uint8).numpy(), "L").save(small)
+    Image.fromarray((torch.rand(64, 64) * 255).to(torch.uint8).numpy(), "L").save(small)
     Image.fromarray((torch.rand(32, 32, 3) * 255).to(torch.uint8).numpy(), "RGB").save(colour)
-    for path, needle in ((small, "the image is 28x28 but the model draws 32x32"), (colour, "the image is colour")):
+    for path, needle in ((small, "the image is 64x64 but the model draws 32x32"), (colour, "the image is colour")):
         assert main(["project", "--run", str(trained), "--input", str(path), "--out", str(tmp_path / "q")]) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1

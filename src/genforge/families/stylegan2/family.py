@@ -57,6 +57,17 @@ def fitted_size(size: int) -> int:
     return max(32, 2 ** math.ceil(math.log2(size)))
 
 
+def fit_images(images: torch.Tensor, target: int, how: str) -> torch.Tensor:
+    """uint8 images (N, C, S, S) padded (edge pixels, centred) or resized (antialiased bilinear) to target."""
+    size = images.shape[-1]
+    if how == "pad":
+        before = (target - size) // 2
+        after = target - size - before
+        return F.pad(images.float(), (before, after, before, after), mode="replicate").round().to(torch.uint8)
+    return F.interpolate(images.float(), size=(target, target), mode="bilinear", antialias=True,
+                         align_corners=False).round().clamp(0, 255).to(torch.uint8)
+
+
 def prepare_data(data: ImageDataset, cfg) -> ImageDataset:
     """Images of a side that is not a power of two >= 32 are padded (edge pixels, centred) or
     resized (antialiased bilinear) to the next one, per stylegan2.fit, with a line for the log."""
@@ -68,19 +79,14 @@ def prepare_data(data: ImageDataset, cfg) -> ImageDataset:
     if how == "none":
         raise GenforgeError(f"StyleGAN2 needs a power-of-two image side of at least 32, and {data.name or 'the data'} "
                             f"is {size}x{size}; add --set stylegan2.fit=pad (or resize), or --set data.image_size={target}")
-    images = data.images
+    images = fit_images(data.images, target, how)
     if how == "pad":
         before = (target - size) // 2
-        after = target - size - before
-        padded = F.pad(images.float(), (before, after, before, after), mode="replicate")
-        images = padded.round().to(torch.uint8)
-        note = f"stylegan2: padded the {size}x{size} images to {target}x{target} ({before}+{after} edge pixels; stylegan2.fit)"
+        note = (f"stylegan2: padded the {size}x{size} images to {target}x{target} ({before}+{target - size - before} "
+                "edge pixels; stylegan2.fit)")
     else:
-        images = F.interpolate(images.float(), size=(target, target), mode="bilinear", antialias=True,
-                               align_corners=False).round().clamp(0, 255).to(torch.uint8)
         note = f"stylegan2: resized the {size}x{size} images to {target}x{target} (stylegan2.fit)"
-    targets = data.targets
-    return ImageDataset(images, data.labels, data.class_names, data.name, {**data.extras, "log": note}, targets)
+    return ImageDataset(images, data.labels, data.class_names, data.name, {**data.extras, "log": note}, data.targets)
 
 
 def check_config(cfg, spec: ModelSpec) -> None:

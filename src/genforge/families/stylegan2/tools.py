@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ...errors import GenforgeError
 from ...imageio import atomic_path, save_grid
 from ...nn.latents import latent_batch
+from .family import fit_images, fitted_size
 from .networks import ModulatedConv
 from .sample import interpolate, style_mixing_grid, truncation_grid
 
@@ -93,6 +94,10 @@ def project(run, target: torch.Tensor, steps: int = 300, seed: int = 0, label: i
         raise GenforgeError(f"the image is {kind.get(target.shape[0], target.shape[0])} ({target.shape[0]} channel(s)) "
                             f"but the model draws {kind.get(m.channels)} images; convert it to "
                             f"{'greyscale' if m.channels == 1 else 'RGB'} first")
+    size = target.shape[-1]
+    fit = run.config.stylegan2.fit
+    if target.shape[1] == size and size != m.image_size and fit != "none" and fitted_size(size) == m.image_size:
+        target = fit_images(target[None], m.image_size, fit)[0]  # as the training data was (e.g. MNIST's 28 -> 32)
     if tuple(target.shape[1:]) != (m.image_size, m.image_size):
         raise GenforgeError(f"the image is {target.shape[2]}x{target.shape[1]} but the model draws "
                             f"{m.image_size}x{m.image_size}; resize or crop it to {m.image_size}x{m.image_size} first")

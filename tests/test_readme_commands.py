@@ -61,6 +61,7 @@ SHORTEN = {
     "eval": ["--n", "60", "--nll-k", "4", "--nll-images", "20"],
     "train-evaluator": ["--epochs", "1"],
     "make-pairs": ["--limit", "30"],
+    "project": ["--steps", "2"],
 }
 
 

@@ -63,7 +63,8 @@ class StyleGAN2Config:
     ada_speed_images: float = 500000.0
     """Images over which p can move from 0 to 1 (the paper's 500k)."""
     augmentations: str = ",".join(AUGMENTATIONS)
-    """Comma-separated augmentations ADA applies, from: """ + ", ".join(AUGMENTATIONS) + """."""
+    """Comma-separated augmentations ADA applies, from: xflip, rotate90, xint, scale, rotate, aniso, xfrac,
+    brightness, contrast, lumaflip, hue, saturation (all by default: ADA's 'bgc')."""
     fit: str = "pad"
     """Images whose side is not a power of two >= 32: 'pad' them (edge pixels) or 'resize' them to the
     next one (the run's log says which); 'none' refuses them."""

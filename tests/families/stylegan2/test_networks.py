@@ -11,6 +11,7 @@ from genforge.families.stylegan2.networks import (
     Discriminator,
     Generator,
     MappingNetwork,
+    blur,
     downsample2x,
     minibatch_stddev,
     modulated_conv2d,
@@ -100,6 +101,18 @@ def test_low_pass_resampling_keeps_constants_and_shapes():
     assert up.shape == (2, 3, 16, 16) and down.shape == (2, 3, 4, 4)
     torch.testing.assert_close(up[:, :, 2:-2, 2:-2], torch.ones(2, 3, 12, 12))  # gain 4: the mean is kept
     torch.testing.assert_close(down[:, :, 1:-1, 1:-1], torch.ones(2, 3, 2, 2))
+
+
+def test_separable_filters_equal_the_4x4_binomial_kernel():
+    """blur/upsample2x (shifted sums) against a depthwise convolution with outer([1,3,3,1], [1,3,3,1]) / 64."""
+    torch.manual_seed(8)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = (f[:, None] * f[None, :] / 64).expand(3, 1, 4, 4)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(blur(x, (1, 2, 1, 2)), F.conv2d(F.pad(x, (1, 2, 1, 2)), kernel, groups=3))
+    zeros = torch.zeros(2, 3, 16, 16)
+    zeros[:, :, ::2, ::2] = x
+    torch.testing.assert_close(upsample2x(x), F.conv2d(F.pad(zeros, (2, 1, 2, 1)), kernel * 4, groups=3))
 
 
 def test_minibatch_stddev_appends_the_group_standard_deviation():

@@ -18,8 +18,9 @@ from tests.conftest import tiny_config
 from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
 # One model per family present: conditional GAN (latents + labels), VAE (generate + encode), pix2pix
-# (translate), class-conditional diffusion (one denoiser evaluation: noisy images, noise levels, labels).
-MODELS = ("cdcgan", "vae-conv", "pix2pix", "cdiffusion-unet")
+# (translate), class-conditional diffusion (one denoiser evaluation: noisy images, noise levels, labels),
+# class-conditional StyleGAN2 (latents + labels, the activation-scaling path).
+MODELS = ("cdcgan", "vae-conv", "pix2pix", "cdiffusion-unet", "cstylegan2")
 RTOL, ATOL = 1e-3, 1e-5  # ONNX Runtime against PyTorch (issue 16)
 
 
@@ -34,6 +35,8 @@ def runs(tmp_path_factory):
                                train={"batch_size": 4}, pix2pix={"n_layers": 1}),
         "cdiffusion-unet": tiny_config("cdiffusion-unet", steps=2, model={"width": 8},
                                        data={"image_size": 16}, diffusion={"channel_mult": "1,2"}),
+        "cstylegan2": tiny_config("cstylegan2", steps=2, model={"width": 2, "latent_dim": 8},
+                                  stylegan2={"channel_max": 8}),
     }
     out = {}
     for name, cfg in configs.items():

@@ -62,6 +62,7 @@ SHORTEN = {
     "train-evaluator": ["--epochs", "1"],
     "make-pairs": ["--limit", "30"],
     "make-captions": ["--train", "24", "--test", "100"],  # R-precision needs 100 test captions
+    "project": ["--steps", "2"],
 }
 
 

@@ -176,7 +176,10 @@ def _add_sample(sub) -> None:
     p.add_argument("--separate", action="store_true", help="write one PNG per image into the --out folder")
     p.add_argument("--force", action="store_true", help="replace an existing --out file even if it is not an image")
     p.add_argument("--truncation", type=float, default=0.0, metavar="T",
-                   help="truncation trick: redraw latent values outside [-T, T] (e.g. 0.7; default off)")
+                   help="truncation trick: redraw latent values outside [-T, T] (e.g. 0.7; default off); "
+                        "StyleGAN2: psi in (0, 1], w moved toward the average w")
+    p.add_argument("--truncation-cutoff", type=int, metavar="N",
+                   help="StyleGAN2: truncate only the first N layers' w (the coarse styles)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="fp32 (default: the same images on every machine) or bf16 (autocast + channels-last: "
@@ -250,7 +253,7 @@ def _cmd_sample(args) -> int:
         prompts = [p for p in prompts for _ in range(nrow)]
     options = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta, "guidance": args.guidance,
                "init": _read_image(args.init, mode), "strength": args.strength, "mask": _read_image(args.mask, "L"),
-               "prompt": prompts}
+               "prompt": prompts, "truncation_cutoff": args.truncation_cutoff}
     images = run.sample(args.n, seed=args.seed, labels=labels, truncation=args.truncation, **options)
     report = run.last_report
     about = f" ({', '.join(f'{k} {v}' for k, v in report.items())})" if report else ""
@@ -382,6 +385,111 @@ def _cmd_vae_tools(args) -> int:
         images, labels = run_images(run, args.n)
     for path in write_pictures(run, images, args.out, labels, steps=args.steps):
         print(f"wrote {path}")
+    return 0
+
+
+# --- stylegan2-tools / project (StyleGAN2) ---------------------------------------------------------
+
+def _seeds(text: str, flag: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise GenforgeError(f"{flag} takes comma-separated integers, e.g. 1,2,3; got {text!r}") from None
+    if not seeds:
+        raise GenforgeError(f"{flag} is empty; give comma-separated seeds, e.g. 1,2,3")
+    return seeds
+
+
+def _add_stylegan2_tools(sub) -> None:
+    p = sub.add_parser(
+        "stylegan2-tools", help="StyleGAN2: style-mixing grid, truncation grid, interpolation in W",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Writes style-mixing.png (row r, column c: coarse styles, layers < --crossover, from row seed r, "
+                    "fine styles from column seed c; the first row and column are the seeds' own images), "
+                    "truncation.png (one row per row seed, psi 1 to 0 left to right) and interpolation.png "
+                    "(straight lines in W through the row seeds).",
+        epilog=_examples("genforge stylegan2-tools --run runs/stylegan2-mnist --out runs/stylegan2-mnist/tools",
+                         "genforge stylegan2-tools --run runs/sg2 --rows 1,2,3 --cols 4,5,6,7 --crossover 4 --out tools/"))
+    p.add_argument("--run", required=True, help="run directory of a StyleGAN2 model")
+    p.add_argument("--out", required=True, help="folder for the pictures")
+    p.add_argument("--rows", default="1,2,3,4", help="row seeds (coarse styles), comma-separated (default 1,2,3,4)")
+    p.add_argument("--cols", default="5,6,7,8,9", help="column seeds (fine styles) (default 5,6,7,8,9)")
+    p.add_argument("--crossover", type=int, help="first layer taken from the column seed (default: half the layers)")
+    p.add_argument("--truncation-cutoff", type=int, metavar="N", help="truncation grid: truncate only the first N layers")
+    p.add_argument("--class", dest="class_", metavar="K", help="class-conditional models: the class (default 0)")
+    p.add_argument("--steps", type=int, default=8, help="interpolation images per leg (default 8)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_stylegan2_tools)
+
+
+def _cmd_stylegan2_tools(args) -> int:
+    from .families.stylegan2.tools import write_tools
+    from .run import load_run
+
+    rows, cols = _seeds(args.rows, "--rows"), _seeds(args.cols, "--cols")
+    if args.steps < 2:
+        raise GenforgeError(f"--steps must be at least 2, got {args.steps}")
+    run = load_run(args.run, device=args.device)
+    label = int(_class_labels(args.class_)[0]) if args.class_ is not None else None
+    for path in write_tools(run, args.out, rows, cols, args.crossover, cutoff=args.truncation_cutoff, label=label,
+                            steps=args.steps):
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_project(sub) -> None:
+    p = sub.add_parser(
+        "project", help="StyleGAN2: find the w (and noise) that reproduces a real image",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Optimises w and the noise maps so that the run's (EMA) generator reproduces --input, with a "
+                    "pixel loss plus, given --evaluator, the distance of the evaluator's features. Writes "
+                    "reconstruction.png, target.png, w.npy, progress.png (the target, then snapshots of the "
+                    "optimisation) and loss.json into --out. Nothing is downloaded.",
+        epilog=_examples("genforge project --run runs/stylegan2-mnist --input digit.png --out proj/",
+                         "genforge project --run runs/sg2 --input photo.png --out proj/ --steps 500 --evaluator evaluators/e.pt"))
+    p.add_argument("--run", required=True, help="run directory of a StyleGAN2 model")
+    p.add_argument("--input", required=True, help="the image (of the model's size and channels)")
+    p.add_argument("--out", required=True, help="folder for the results")
+    p.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
+    p.add_argument("--evaluator", help="evaluator file (genforge train-evaluator): add its feature distance to the loss")
+    p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the feature distance (default 1)")
+    p.add_argument("--class", dest="class_", metavar="K", help="class-conditional models: the image's class (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the optimisation's noise")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=_cmd_project)
+
+
+def _cmd_project(args) -> int:
+    import torch
+
+    from .families.stylegan2.tools import project, write_projection
+    from .imageio import image_array, open_image
+    from .run import load_run
+
+    if not Path(args.input).is_file():
+        raise GenforgeError(f"{args.input} does not exist; give an image file")
+    image = open_image(args.input)
+    mode = "L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+    target = torch.from_numpy(image_array(image, mode).copy()).permute(2, 0, 1).contiguous()
+    run = load_run(args.run, device=args.device)
+    features = None
+    if args.evaluator:
+        from .metrics.features import load_evaluator
+
+        evaluator = load_evaluator(args.evaluator, run.device)
+        size, network = run.config.model.image_size, evaluator.network.eval().requires_grad_(False)
+        crop = (size - evaluator.image_size) // 2
+        if evaluator.channels != run.config.model.channels or crop < 0:
+            evaluator.check_compatible(size, run.config.model.channels, f"the model ({args.run})")
+        # A padded run (e.g. MNIST's 28x28 in 32x32) is scored on the centre the evaluator knows.
+        features = lambda x: network.features(x[..., crop:crop + evaluator.image_size,  # noqa: E731
+                                                   crop:crop + evaluator.image_size])
+    label = int(_class_labels(args.class_)[0]) if args.class_ is not None else None
+    result = project(run, target, steps=args.steps, seed=args.seed, label=label, features=features,
+                     feature_weight=args.feature_weight)
+    for path in write_projection(result, args.out):
+        print(f"wrote {path}")
+    print(f"loss {result['loss'][0]:.4g} -> {result['loss'][-1]:.4g} after {args.steps} steps")
     return 0
 
 
@@ -985,6 +1093,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(sub)
     _add_decode(sub)
     _add_vae_tools(sub)
+    _add_stylegan2_tools(sub)
+    _add_project(sub)
     _add_interpolate(sub)
     _add_info(sub)
     _add_export(sub)
@@ -999,8 +1109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that compute with torch get --threads (export and info only load weights).
-COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "interpolate", "translate", "eval",
-                      "train-evaluator", "data info", "data make-pairs", "data make-captions", "serve")
+COMPUTING_COMMANDS = ("train", "sample", "encode", "decode", "vae-tools", "stylegan2-tools", "project", "interpolate",
+                      "translate", "eval", "train-evaluator", "data info", "data make-pairs", "data make-captions",
+                      "serve")
 
 
 def _add_thread_options(sub) -> None:

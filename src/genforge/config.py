@@ -406,6 +406,38 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                       "dropout": 0.13, "ema_halflife_images": 500000, "lr_warmup_images": 10000000,
                       "sampler": "heun", "steps": 18},
     },
+    # StyleGAN2 + ADA presets (docs/stylegan2.md lists them with their sources). The CPU ones keep the
+    # ADA paper's CIFAR-10 recipe (2-layer mapping, Adam lr 0.0025 betas (0, 0.99), R1 gamma 0.01,
+    # class-conditional, ADA target 0.6) and narrow the networks; they keep path length and mixing.
+    "stylegan2-mnist": {  # CPU-sized: 16..128 feature maps, w 128, batch 32; MNIST padded to 32x32
+        "model": {"name": "cstylegan2", "width": 16, "latent_dim": 128},
+        "data": {"name": "mnist"},
+        "train": {"steps": 20000, "batch_size": 32, "lr": 0.0025, "betas": [0.0, 0.99]},
+        "stylegan2": {"mapping_layers": 2, "channel_max": 128, "conv_path": "scaled", "r1_gamma": 0.01,
+                      "pl_weight": 2.0, "mixing_prob": 0.9, "ema_halflife_images": 10000, "ema_rampup": 0.05,
+                      "ada": True, "ada_target": 0.6},
+    },
+    "stylegan2-cifar": {  # CPU-sized CIFAR-10 (use --data zip:.../train.zip): 32..256 feature maps, w 256, flips
+        "model": {"name": "cstylegan2", "width": 32, "latent_dim": 256},
+        "data": {"name": "cifar10", "hflip": True},
+        "train": {"steps": 50000, "batch_size": 32, "lr": 0.0025, "betas": [0.0, 0.99]},
+        "stylegan2": {"mapping_layers": 2, "channel_max": 256, "conv_path": "scaled", "r1_gamma": 0.01,
+                      "pl_weight": 2.0, "mixing_prob": 0.9, "ema_halflife_images": 10000, "ema_rampup": 0.05,
+                      "ada": True, "ada_target": 0.6},
+    },
+    # The ADA paper's CIFAR-10 configuration for GPUs (Karras et al. 2020b, appendix D, the 'cifar'
+    # configuration): 512 feature maps at every resolution, 2-layer mapping, minibatch-stddev groups of
+    # 32, R1 gamma 0.01, no path length, no style mixing, EMA half-life 500k images with ramp-up 0.05,
+    # batch 64, Adam lr 0.0025 betas (0, 0.99), class-conditional, x-flips, ADA target 0.6, 100M images.
+    "stylegan2-cifar-paper": {
+        "model": {"name": "cstylegan2", "width": 512, "latent_dim": 512},
+        "data": {"name": "cifar10", "hflip": True},
+        "train": {"steps": 1562500, "batch_size": 64, "lr": 0.0025, "betas": [0.0, 0.99], "log_every": 100,
+                  "sample_every": 10000, "checkpoint_every": 5000},
+        "stylegan2": {"mapping_layers": 2, "channel_max": 512, "conv_path": "grouped", "mbstd_group": 32,
+                      "r1_gamma": 0.01, "pl_weight": 0.0, "mixing_prob": 0.0, "ema_halflife_images": 500000,
+                      "ema_rampup": 0.05, "ada": True, "ada_target": 0.6},
+    },
     "vae-mnist": {
         "model": {"name": "vae-mlp", "latent_dim": 16},
         "data": {"name": "mnist"},

@@ -17,7 +17,7 @@ from .families.contract import Family, SampleRequest
 from .families.registry import build_networks, inference_networks, model_spec
 from .families.registry import sample as family_sample
 from .imageio import atomic_path
-from .nn.latents import interpolation_latents
+from .nn.latents import interpolation_latents, latent_batch
 from .runtime import autocast, resolve_device, to_channels_last
 
 MAX_IMAGES_PER_CALL = 50_000
@@ -105,6 +105,13 @@ class Run:
         self._check_seeds(seeds)
         if truncation:
             self._check_truncation(truncation)
+        if self.model_family.interpolate is not None:  # the family's own path (e.g. linear in W)
+            z = torch.cat([latent_batch(1, self.config.model.latent_dim, s, self.device) for s in seeds])
+            n = (len(seeds) - 1) * steps
+            with autocast(self.device, self.precision):
+                images = self.model_family.interpolate(self.networks, z, steps, self.check_labels(n, labels),
+                                                       truncation or None, self.config)
+            return images.float().cpu()
         z = interpolation_latents(seeds, steps, self.config.model.latent_dim, truncation or None, self.device)
         return self.generate(z, self.check_labels(len(z), labels))
 

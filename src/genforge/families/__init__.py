@@ -11,3 +11,4 @@ from .vae import config as _vae_config  # noqa: F401
 from .pix2pix import config as _pix2pix_config  # noqa: F401
 from .diffusion import config as _diffusion_config  # noqa: F401
 from ..text import config as _text_config  # noqa: F401
+from .stylegan2 import config as _stylegan2_config  # noqa: F401

@@ -114,6 +114,11 @@ class Family:
     """Networks that keep an exponential moving average, with its decay (0 or absent: none)."""
     learning_rates: Callable[[Any], dict[str, float]] = lambda cfg: {}
     """Learning rates that differ from train.lr, by network name."""
+    betas: Callable[[Any], dict[str, tuple[float, float]]] = lambda cfg: {}
+    """Adam betas that differ from train.betas, by network name (e.g. adjusted for lazy regularisation)."""
+    average_decay: Callable[[Any, str, int], float] | None = None
+    """(cfg, network name, training images seen after this update) -> the EMA decay of this update
+    (e.g. a half-life in images with a ramp-up); None: `averaged`'s decay with the EMA's own warm-up."""
     prepare_inference: Callable[[Networks, Any, torch.device], Networks] | None = None
     """Called on the networks (averaged copies already swapped in) before sampling, e.g. to
     re-estimate batch-norm statistics for averaged weights. Returns the networks to sample with."""
@@ -122,7 +127,8 @@ class Family:
     (a tokenizer built from the training captions), kept in their state dicts; called once, on new
     networks, before their averages are made (a resumed run then loads its saved state over them)."""
     prepare_data: Callable[[Any, Any], Any] | None = None
-    """(dataset, cfg) -> dataset, applied to every split loaded for this family (e.g. splitting pairs)."""
+    """(dataset, cfg) -> dataset, applied to every split loaded for this family (e.g. splitting pairs,
+    padding images). A line for the run's log can be left in the dataset's extras['log']."""
     check_config: Callable[[Any, ModelSpec], None] | None = None
     """Refuse settings that cannot work together for this model (a GenforgeError)."""
     preview_request: Callable[[Any, Any, torch.device], SampleRequest] = preview_from_noise
@@ -147,6 +153,10 @@ class Family:
     """Controls of the web demo for this family (names from SERVE_CONTROLS); () is not served."""
     sample_options: tuple[str, ...] = ()
     """Names of the SampleRequest.options the sampler accepts; Run.sample refuses any other."""
+    interpolate: Callable[..., torch.Tensor] | None = None
+    """(nets, z (S, latent_dim) of the seeds, steps per leg, labels or None, truncation or None, cfg) ->
+    images along a path through the seeds' latents (e.g. linear in a style space); None: Run.interpolate
+    draws the spherical path between the latents z itself."""
 
 
 @dataclass(frozen=True)

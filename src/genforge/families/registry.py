@@ -25,6 +25,9 @@ from .gan.family import GAN
 from .gan.family import MODELS as GAN_MODELS
 from .pix2pix.family import MODELS as PIX2PIX_MODELS
 from .pix2pix.family import PIX2PIX
+from .stylegan2.family import HINTS as STYLEGAN2_HINTS
+from .stylegan2.family import MODELS as STYLEGAN2_MODELS
+from .stylegan2.family import STYLEGAN2
 from .vae.family import HINTS as VAE_HINTS
 from .vae.family import MODELS as VAE_MODELS
 from .vae.family import VAE
@@ -56,6 +59,7 @@ register_family(GAN, GAN_MODELS)
 register_family(VAE, VAE_MODELS, VAE_HINTS)
 register_family(PIX2PIX, PIX2PIX_MODELS)
 register_family(DIFFUSION, DIFFUSION_MODELS, DIFFUSION_HINTS)
+register_family(STYLEGAN2, STYLEGAN2_MODELS, STYLEGAN2_HINTS)
 
 
 def model_spec(name: str) -> ModelSpec:

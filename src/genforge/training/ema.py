@@ -23,9 +23,11 @@ class EMA:
         self.num_updates = 0
 
     @torch.no_grad()
-    def update(self, live: nn.Module) -> None:
+    def update(self, live: nn.Module, decay: float | None = None) -> None:
+        """One update; `decay` replaces the ramped-up constant decay (a family's own schedule)."""
         self.num_updates += 1
-        decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        if decay is None:
+            decay = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         ema_params = list(self.model.parameters())
         torch._foreach_lerp_(ema_params, [p.detach() for p in live.parameters()], 1.0 - decay)
         for ema_buffer, buffer in zip(self.model.buffers(), live.buffers()):

@@ -362,7 +362,7 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: World, device_name
     if world.distributed:
         reporter.message(f"{world.size} processes, {t.batch_size // (world.size * t.accumulate)} images per process "
                          f"and micro-batch ({t.accumulate} per step), global batch {t.batch_size}")
-    for text in messages:
+    for text in ([tr.data.extras["log"]] if tr.data.extras.get("log") else []) + messages:
         reporter.message(text)
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.perf_counter()
@@ -434,9 +434,11 @@ def _train(cfg: RunConfig, run_dir: Path, quiet: bool, world: World, device_name
             if world.distributed and has_buffers:  # batch-norm statistics: rank 0's, as DDP does
                 broadcast_state(world, list(tr.nets.values()), buffers_only=True)
 
-            # EMA of the averaged networks.
+            # EMA of the averaged networks (with the family's decay schedule when it has one).
             for name, ema in tr.averaged.items():
-                ema.update(tr.nets[name])
+                decay = (tr.family.average_decay(cfg, name, (tr.step + 1) * t.batch_size)
+                         if tr.family.average_decay is not None else None)
+                ema.update(tr.nets[name], decay)
             tr.step += 1
             reporter.advance(1)
 

@@ -97,6 +97,8 @@ def test_two_ranks_match_one_process_with_the_same_global_batch_and_accumulation
     proc = launch(tmp_path, "two", args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     registry.register_family(REGRESSOR, REGRESSOR_MODELS)
+    threads = torch.get_num_threads()  # one thread, as the torchrun workers (OMP_NUM_THREADS=1): an earlier
+    torch.set_num_threads(1)           # test in this worker may have left another count (other summation orders)
     try:
         for name, accumulate in (("one", 1), ("accumulated", 2)):  # in this process: no second start-up
             train(tiny_config("toy-regressor", steps=8, train={"lr": 0.01, "accumulate": accumulate,
@@ -104,6 +106,7 @@ def test_two_ranks_match_one_process_with_the_same_global_batch_and_accumulation
                   tmp_path / name, quiet=True)
     finally:
         registry.unregister_family(REGRESSOR.name)
+        torch.set_num_threads(threads)
     first, final = ({name: load_checkpoint(list_checkpoints(tmp_path / name)[i][1])["networks"]["regressor"]
                      for name in ("two", "one", "accumulated")} for i in (0, -1))
     for k, v in final["one"].items():

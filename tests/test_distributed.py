@@ -223,11 +223,20 @@ def test_sigkill_of_the_job_and_a_rerun_resume_it(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["dcgan", "vae-conv", "diffusion-unet", "pix2pix"])
+@pytest.mark.parametrize("model", ["dcgan", "vae-conv", "diffusion-unet", "pix2pix", "stylegan2", "tdiffusion-unet"])
 def test_every_family_trains_checkpoints_and_resumes_on_two_processes(tmp_path, model):
     from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
     data = f"paired:{write_inversion_pairs(tmp_path / 'pairs')}" if model == "pix2pix" else "mnist-5k"
+    if model == "tdiffusion-unet":  # a captioned folder: 16 grey squares of 4 brightnesses, a caption each
+        from PIL import Image
+
+        folder = tmp_path / "captioned"
+        folder.mkdir()
+        for i in range(16):
+            Image.new("L", (16, 16), 60 * (i % 4)).save(folder / f"{i}.png")
+            (folder / f"{i}.txt").write_text(f"a square of brightness {i % 4}\n")
+        data = f"folder:{folder}"
     params = tmp_path / "params"
     params.mkdir()
     run = tmp_path / "run"

@@ -159,8 +159,9 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = 
     cfg = resolve_run_precision(cfg, device, nets)
     t = cfg.train
     channels_last = to_channels_last(nets, t.channels_last)
+    on_host = cfg.data.memory == "mmap"  # then the images stay on the host, mapped below
     sampler = BatchSampler(data, t.batch_size, t.seed, device, cfg.data.random_crop, cfg.data.hflip,
-                           channels_last=channels_last, parts=world.size * t.accumulate)
+                           channels_last=channels_last, parts=world.size * t.accumulate, on_host=on_host)
     evaluator = None
     if cfg.eval.every and world.main:
         from ..metrics.evaluate import TrainingEvaluator
@@ -173,7 +174,7 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = 
         return prepare_run_dir(run_dir, cfg)
 
     resumed = from_rank0(world, prepare, f"preparing {run_dir}")
-    if cfg.data.memory == "mmap":  # rank 0 writes the decoded images once, every rank maps them
+    if on_host:  # rank 0 writes the decoded images once, every rank maps them
         cache = run_dir / "data-cache"
         from_rank0(world, lambda: write_image_cache(data, cache), f"writing {cache}")
         data = memory_mapped(data, cache)

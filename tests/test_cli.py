@@ -145,14 +145,17 @@ def test_sigkill_then_rerun_is_bit_identical(tmp_path):
     assert steps_logged == sorted(set(steps_logged)), "metrics.jsonl repeats steps after resume"
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig, code):
+@pytest.mark.parametrize("sig,code,times", [(signal.SIGTERM, 143, 1), (signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 2)])
+def test_signal_saves_checkpoint_and_exits_cleanly(tmp_path, sig, code, times):
+    """times=2: one stop request delivered twice at once (a process-group kill under timeout or
+    torchrun) still gets its checkpoint."""
     proc = subprocess.Popen(command("run", 100000, quiet=False), cwd=tmp_path, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not ckpt.list_checkpoints(tmp_path / "run"):
         time.sleep(0.05)
-    proc.send_signal(sig)
+    for _ in range(times):
+        proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code
     assert "Traceback" not in stderr

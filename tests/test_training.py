@@ -278,3 +278,21 @@ def test_a_signal_writes_the_grid_of_the_step_it_stopped_at(tmp_path, monkeypatc
     result = train(cfg, tmp_path / "run", quiet=True)
     assert result.stopped_by_signal == "SIGINT" and result.step == 8
     assert result.samples == tmp_path / "run" / "samples" / "step-0000008.png" and result.samples.is_file()
+
+
+def test_a_stop_request_delivered_twice_is_one_request_but_a_later_one_stops_at_once(monkeypatch):
+    from genforge.training import loop
+
+    now = [100.0]
+    monkeypatch.setattr(loop.time, "monotonic", lambda: now[0])
+    flag = loop._StopFlag()
+    flag._handle(signal.SIGTERM, None)
+    assert flag.signal_name == "SIGTERM"
+    now[0] += 0.05  # e.g. `kill -TERM -- -PGID` under timeout: the trainer's copy and the forwarded one
+    flag._handle(signal.SIGTERM, None)  # no exception: the loop still writes its checkpoint
+    assert flag.signal_name == "SIGTERM"
+    with pytest.raises(KeyboardInterrupt):  # another signal, even at once, is a second request
+        flag._handle(signal.SIGINT, None)
+    now[0] += loop._StopFlag.DUPLICATE_S
+    with pytest.raises(KeyboardInterrupt):  # the same signal later: the user insists
+        flag._handle(signal.SIGTERM, None)

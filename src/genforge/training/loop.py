@@ -300,10 +300,17 @@ class TrainResult:
 
 
 class _StopFlag:
-    """SIGINT / SIGTERM ask the loop to checkpoint and stop after the current step."""
+    """SIGINT / SIGTERM ask the loop to checkpoint and stop after the current step; a second signal
+    stops at once, without the checkpoint. One stop request often arrives twice within a moment:
+    `kill -TERM -- -PGID`, Slurm's scancel and a terminal's Ctrl-C signal every process of the
+    group, and a supervisor in it (timeout, torchrun, srun) forwards its copy to the trainer too. So
+    a repeat of the same signal within DUPLICATE_S seconds counts as the same request."""
+
+    DUPLICATE_S = 2.0
 
     def __init__(self):
         self.signal_name: str | None = None
+        self._first_at = 0.0
         self._previous = {}
 
     def __enter__(self):
@@ -321,9 +328,12 @@ class _StopFlag:
     def _handle(self, signum, frame):
         if signum == getattr(signal, "SIGPIPE", None) and self.signal_name is not None:
             return  # more writes to the closed pipe: already stopping
-        if self.signal_name is not None:  # a second signal: stop now, without the checkpoint
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.signal_name is not None:
+            if name == self.signal_name and time.monotonic() - self._first_at < self.DUPLICATE_S:
+                return  # the same request delivered twice (see the class's docstring)
+            raise KeyboardInterrupt  # a second request: stop now, without the checkpoint
+        self.signal_name, self._first_at = name, time.monotonic()
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():

@@ -7,6 +7,7 @@ describes the family."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -89,7 +90,7 @@ def prepare_data(data: ImageDataset, cfg) -> ImageDataset:
                 "edge pixels; stylegan2.fit)")
     else:
         note = f"stylegan2: resized the {size}x{size} images to {target}x{target} (stylegan2.fit)"
-    return ImageDataset(images, data.labels, data.class_names, data.name, {**data.extras, "log": note}, data.targets)
+    return dataclasses.replace(data, images=images, extras={**data.extras, "log": note})  # labels, captions kept
 
 
 def check_config(cfg, spec: ModelSpec) -> None:

@@ -138,11 +138,10 @@ def test_readme_commands_run_in_a_tiny_form(tmp_path, monkeypatch, capsys):
             skipped.append(command)  # the web extra is not installed
             continue
         argv += SHORTEN.get(argv[0] if argv[0] != "data" else argv[1], [])
-        steps = ["--steps", "1"] if argv[0] in ("sample", "eval") and takes_steps(argv) else []  # diffusion sampling
         if "--text-evaluator" in argv:  # text-to-image agreement: 100 prompts (R-precision ranks among 100)
-            argv += ["--n", "100", *steps]
-        if argv[0] == "sample" and ("--prompt" in argv or "--prompts" in argv):
-            argv += steps
+            argv += ["--n", "100", *(["--steps", "1"] if takes_steps(argv) else [])]
+        if argv[0] == "sample" and ("--prompt" in argv or "--prompts" in argv) and takes_steps(argv):
+            argv += ["--steps", "2"]
         status = main(argv)
         err = capsys.readouterr().err
         assert status == 0, f"{command}\n -> status {status}: {err}"

@@ -82,10 +82,12 @@ def condition_centres(generator: nn.Module, c: torch.Tensor) -> torch.Tensor:
     pulls a prompt's images toward those of other prompts, so conditional models truncate toward
     their condition's own mean w instead (as ADA's and StyleGAN-XL's code do for classes, Sauer et
     al. 2022 section 4)."""
-    device = c.device
-    z = latent_batch(CENTRE_SAMPLES, generator.z_dim, CENTRE_SEED, device)
-    w = generator.mapping(z.repeat(len(c), 1), c.repeat_interleave(CENTRE_SAMPLES, dim=0))
-    return w.view(len(c), CENTRE_SAMPLES, -1).float().mean(dim=1)
+    z = latent_batch(CENTRE_SAMPLES, generator.z_dim, CENTRE_SEED, c.device)
+    centres = []
+    for chunk in c.split(64):  # 64 conditions x 256 latents per mapping call bounds the memory
+        w = generator.mapping(z.repeat(len(chunk), 1), chunk.repeat_interleave(CENTRE_SAMPLES, dim=0))
+        centres.append(w.view(len(chunk), CENTRE_SAMPLES, -1).float().mean(dim=1))
+    return torch.cat(centres)
 
 
 @torch.no_grad()

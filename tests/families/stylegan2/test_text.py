@@ -30,10 +30,10 @@ CPU = torch.device("cpu")
 RED, BLUE = "a red square on the left", "a blue square on the right"
 
 
-def config(data, steps: int = 2, **stylegan2):
+def config(data, steps: int = 2, model: str = "tstylegan2", **stylegan2):
     """A tiny tstylegan2 on the 16x16 captioned squares (padded to 32 by stylegan2.fit), no ADA."""
     return registry.resolve_config(overrides=[{
-        "model": {"name": "tstylegan2", "width": 4, "latent_dim": 8},
+        "model": {"name": model, "width": 4, "latent_dim": 8},
         "data": {"name": f"folder:{data}"},
         "text": {"width": 8, "layers": 1, "heads": 2, "context": 8},
         "train": {"steps": steps, "batch_size": 4, "log_every": 1, "sample_every": 1000, "checkpoint_every": 2,
@@ -191,8 +191,11 @@ def test_cli_sample_with_prompt_and_prompts_file(run_dir, tmp_path, cli):
     assert (tmp_path / "rows.txt").read_text(encoding="utf-8") == f"row 1: {RED}\nrow 2: {BLUE}\n"
 
 
-def test_bad_input_is_one_line_exit_2(run_dir, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(run_dir, data_dir, tmp_path, capsys):
+    train(config(data_dir, steps=1, model="stylegan2"), tmp_path / "plain", quiet=True)  # captions unused
     for args, message in (
+            (["sample", "--run", str(tmp_path / "plain"), "--prompt", RED, "--out", str(tmp_path / "x.png")],
+             "is not conditioned on text, so it takes no prompt; drop --prompt"),
             (["sample", "--run", str(run_dir), "--out", str(tmp_path / "x.png")], "draws images from a prompt"),
             (["sample", "--run", str(run_dir), "--prompt", RED, "--guidance", "2", "--out", str(tmp_path / "x.png")],
              "takes no sampling option guidance"),

@@ -4,7 +4,7 @@ One call = the paper's four phases, each its own optimiser update (section 3.1, 
   G main   every step: non-saturating logistic loss softplus(-D(G(z))), with style mixing;
   G reg    when step % pl_every == 0: path-length penalty x pl_every, on batch / pl_batch_shrink;
   D main   every step: softplus(D(G(z))) + softplus(-D(x)); text-to-image models (tstylegan2):
-           softplus(-D(x, t)) + (softplus(D(G(z, t), t)) + softplus(D(x, t')) / 2, t' a mismatched caption;
+           softplus(-D(x, t)) + (softplus(D(G(z, t), t)) + softplus(D(x, t'))) / 2, t' a mismatched caption;
   D reg    when step % r1_every == 0: R1 gamma/2 ||grad_x D(x)||^2 x r1_every.
 Which phases run depends on the step number alone, so resume needs no counter. The lazy phases'
 extra updates are why the optimisers' learning rate and betas are adjusted (family.py).
@@ -70,7 +70,8 @@ def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor,
                        mismatched_logits: torch.Tensor | None = None) -> torch.Tensor:
     """D's logistic loss softplus(D(fake)) + softplus(-D(real)), means over the batch; with the logits of
     real images under mismatched captions, the fake term is the mean of the generated and the
-    mismatched ones (Reed et al. 2016, algorithm 1: L_D = log s_r + (log(1 - s_w) + log(1 - s_f)) / 2)."""
+    mismatched ones (Reed et al. 2016, algorithm 1, where D maximises log s_r + (log(1 - s_w) + log(1 - s_f)) / 2;
+    this is its negation, with log(1 - sigmoid(l)) = -softplus(l))."""
     fake = F.softplus(fake_logits).mean()
     if mismatched_logits is not None:
         fake = (fake + F.softplus(mismatched_logits).mean()) / 2

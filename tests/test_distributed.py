@@ -223,12 +223,13 @@ def test_sigkill_of_the_job_and_a_rerun_resume_it(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["dcgan", "vae-conv", "diffusion-unet", "pix2pix", "stylegan2", "tdiffusion-unet"])
+@pytest.mark.parametrize("model", ["dcgan", "vae-conv", "diffusion-unet", "pix2pix", "stylegan2", "tdiffusion-unet",
+                                   "tstylegan2"])
 def test_every_family_trains_checkpoints_and_resumes_on_two_processes(tmp_path, model):
     from tests.families.pix2pix.pix2pix_helpers import write_inversion_pairs
 
     data = f"paired:{write_inversion_pairs(tmp_path / 'pairs')}" if model == "pix2pix" else "mnist-5k"
-    if model == "tdiffusion-unet":  # a captioned folder: 16 grey squares of 4 brightnesses, a caption each
+    if model in ("tdiffusion-unet", "tstylegan2"):  # a captioned folder: 16 grey squares of 4 brightnesses, a caption each
         from PIL import Image
 
         folder = tmp_path / "captioned"

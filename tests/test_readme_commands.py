@@ -106,6 +106,15 @@ def write_fixtures(work: Path) -> dict[str, str]:
     return replacements
 
 
+def takes_steps(argv: list[str]) -> bool:
+    """The run named by --run samples with a number of steps (a diffusion model's sampler)."""
+    from genforge.families.registry import model_spec
+    from genforge.rundir import read_saved_config
+
+    run = argv[argv.index("--run") + 1]
+    return "steps" in model_spec(read_saved_config(Path(run)).model.name).family.sample_options
+
+
 def test_readme_commands_run_in_a_tiny_form(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     replacements = write_fixtures(tmp_path)
@@ -129,9 +138,9 @@ def test_readme_commands_run_in_a_tiny_form(tmp_path, monkeypatch, capsys):
             skipped.append(command)  # the web extra is not installed
             continue
         argv += SHORTEN.get(argv[0] if argv[0] != "data" else argv[1], [])
-        if "--text-evaluator" in argv:  # text-to-image agreement: 100 prompts (R-precision ranks among 100), 1 step
-            argv += ["--n", "100", "--steps", "1"]
-        if argv[0] == "sample" and ("--prompt" in argv or "--prompts" in argv):
+        if "--text-evaluator" in argv:  # text-to-image agreement: 100 prompts (R-precision ranks among 100)
+            argv += ["--n", "100", *(["--steps", "1"] if takes_steps(argv) else [])]
+        if argv[0] == "sample" and ("--prompt" in argv or "--prompts" in argv) and takes_steps(argv):
             argv += ["--steps", "2"]
         status = main(argv)
         err = capsys.readouterr().err

@@ -385,6 +385,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                       "guidance": 0.0},
         "text": {"vocab_size": 1000, "context": 24, "width": 64, "layers": 2, "heads": 4},
     },
+    # Text-to-image StyleGAN2 on the same captioned digits (docs/text-to-image.md): the pooled caption of
+    # a 2-layer text encoder (the one of tdiffusion-captions) enters the mapping network and D's projection,
+    # and D also sees real images with mismatched captions as fake (Reed et al. 2016). The 48x48 images
+    # are resized to 64x64 (data.image_size; padding would add a border the captions do not describe).
+    # No ADA and no flips: flips, rotations, shifts and colour changes would change what the captions say.
+    # R1 gamma from ADA's heuristic 0.0002 x 64^2 / 32 (Karras et al. 2020b, appendix D.3).
+    "tstylegan2-captions": {
+        "model": {"name": "tstylegan2", "width": 16, "latent_dim": 128},
+        "data": {"name": "folder:captions", "image_size": 64},
+        "train": {"steps": 20000, "batch_size": 32, "lr": 0.0025, "betas": [0.0, 0.99], "sample_every": 1000},
+        "stylegan2": {"mapping_layers": 2, "channel_max": 128, "conv_path": "scaled", "r1_gamma": 0.025,
+                      "pl_weight": 2.0, "mixing_prob": 0.9, "ema_halflife_images": 10000, "ema_rampup": 0.05,
+                      "ada": False},
+        "text": {"vocab_size": 1000, "context": 24, "width": 64, "layers": 2, "heads": 4},
+    },
     "diffusion-cifar": {  # CPU-sized CIFAR-10 (use --data zip:.../train.zip): width 64, attention at 8x8, flips
         "model": {"name": "diffusion-unet", "width": 64},
         "data": {"name": "cifar10", "hflip": True},

@@ -73,6 +73,14 @@ def preview_from_noise(cfg, data, device: torch.device) -> SampleRequest:
     return SampleRequest(n, seed=cfg.train.seed + 1, cond=Condition(labels=labels))
 
 
+def preview_from_captions(cfg, data, prompts: int, per_prompt: int) -> SampleRequest:
+    """The training preview of a text-to-image model: the first caption of `prompts` training images
+    spread evenly over the set, `per_prompt` images each (consecutive), from the fixed seed train.seed + 1."""
+    picks = torch.linspace(0, len(data) - 1, prompts).long().tolist()
+    texts = [data.captions[i][0] for i in picks for _ in range(per_prompt)]
+    return SampleRequest(len(texts), seed=cfg.train.seed + 1, options={"prompt": texts})
+
+
 @dataclass(frozen=True)
 class Graph:
     """One inference function of a trained model as a module of plain tensors (what ONNX and

@@ -362,12 +362,18 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
     rows["real, shuffled captions (floor)"] = agreement_table(
         real, [prompts[k] for k in shuffle], [attributes[k] for k in shuffle] if attributes else None, evaluator,
         digits, seed, pool_texts=prompts)
-    for w in guidances:
+    guided = "guidance" in run.model_family.sample_options  # models without guidance get one row
+    if not guided and any(w != 0 for w in guidances):
+        raise GenforgeError(f"{cfg.model.name} has no classifier-free guidance; drop --guidance")
+    for w in guidances if guided else (None,):
         start = time.perf_counter()
         images = run.sample(len(index), seed=seed, prompt=prompts, guidance=w, steps=steps, sampler=sampler)
-        log(f"drew {len(images)} images at guidance {w:g} in {time.perf_counter() - start:.0f}s ({run.last_report})")
-        rows[f"samples, guidance {w:g}"] = agreement_table(images, prompts, attributes, evaluator, digits, seed,
-                                                          reference_features=real_features)
+        what = f"guidance {w:g}" if guided else ""
+        log(f"drew {len(images)} images{' at ' + what if what else ''} in {time.perf_counter() - start:.0f}s "
+            f"({run.last_report})")
+        rows[f"samples, {what}" if guided else "samples"] = agreement_table(images, prompts, attributes, evaluator,
+                                                                            digits, seed,
+                                                                            reference_features=real_features)
     return {"protocol": {"run": str(run.run_dir), "step": run.step, "n": len(index), "seed": seed,
                          "prompts": f"one seeded caption of each of {len(index)} test images (a seeded random subset)",
                          "text_evaluator": evaluator.protocol(),

@@ -15,7 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import GenforgeError
 from .tokenizer import SPECIALS, Encoded, WordTokenizer
+
+
+def pool(text: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The pooled embedding of a caption: the mean of its real tokens' embeddings, (N, T, D) -> (N, D);
+    every token counts without a mask, and a caption with every token masked pools to zero (the
+    null caption of classifier-free guidance). The one pooling every text-to-image model uses."""
+    keep = (torch.ones(text.shape[:2], device=text.device) if mask is None else mask.float())[..., None]
+    return (text * keep).sum(1) / keep.sum(1).clamp(min=1)
 
 
 class Block(nn.Module):
@@ -88,6 +97,31 @@ class TextEncoder(nn.Module):
         """Embeddings (N, T, width) and mask (N, T) of `texts`."""
         encoded = self.tokenize(texts, warn)
         return self(encoded.ids, encoded.mask), encoded.mask
+
+
+def prompts_for(prompt, n: int) -> list[str]:
+    """A prompt (str) or prompts (one, or one per image) -> n prompts."""
+    prompts = [prompt] if isinstance(prompt, str) else [str(p) for p in prompt]
+    if len(prompts) == 1:
+        prompts = prompts * n
+    if len(prompts) != n:
+        raise GenforgeError(f"{len(prompts)} prompts for {n} images; give one prompt or one per image")
+    return prompts
+
+
+def encode_prompts(encoder: TextEncoder | None, prompt, n: int, model: str) -> tuple[torch.Tensor, torch.Tensor] | \
+        tuple[None, None]:
+    """The token embeddings and mask of a sampling request's prompt (one, or one per image) from the
+    model's own text encoder, unknown words and cut prompts named in a warning; (None, None) for a
+    model without a text encoder (which then takes no prompt)."""
+    if encoder is None:
+        if prompt is not None:
+            raise GenforgeError(f"{model} is not conditioned on text, so it takes no prompt; drop --prompt, "
+                                "or train a text-to-image model (--preset tdiffusion-captions)")
+        return None, None
+    if prompt is None:
+        raise GenforgeError(f"{model} draws images from a prompt; give one, e.g. --prompt \"a large red 7\"")
+    return encoder.encode(prompts_for(prompt, n), warn=True)
 
 
 def build_text_encoder(cfg) -> TextEncoder:

@@ -10,7 +10,7 @@ import torch
 from ...conditioning import Condition
 from ...errors import GenforgeError
 from ...text.encoder import build_text_encoder
-from ..contract import Family, Graph, ModelSpec, SampleRequest
+from ..contract import Family, Graph, ModelSpec, SampleRequest, preview_from_captions
 from . import networks
 from .objectives import denoise
 from .sample import OPTIONS, sample
@@ -96,9 +96,7 @@ def preview_request(cfg, data, device) -> SampleRequest:
     the sampler's full number of network evaluations (35 for the default heun, 18 steps)."""
     classes = cfg.model.num_classes
     if data.captions and cfg.model.name in TEXT_MODELS:  # 8 training captions, 2 images each
-        picks = torch.linspace(0, len(data) - 1, 8).long().tolist()
-        prompts = [data.captions[i][0] for i in picks for _ in range(2)]
-        return SampleRequest(16, seed=cfg.train.seed + 1, options={"prompt": prompts})
+        return preview_from_captions(cfg, data, 8, 2)
     if classes:
         labels = torch.arange(8 * min(classes, 8), device=device) // 8
         return SampleRequest(len(labels), seed=cfg.train.seed + 1, cond=Condition(labels=labels))

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...text.encoder import pool
+
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """Group normalisation (Wu and He 2018) with 32 groups where the width allows, fewer otherwise."""
@@ -184,9 +186,7 @@ class UNet(nn.Module):
                 labels = torch.full((len(x),), self.num_classes, dtype=torch.long, device=x.device)
             emb = emb + self.class_embedding(labels)
         if self.text_pool is not None and text is not None:
-            keep = (torch.ones(text.shape[:2], device=x.device) if text_mask is None else text_mask.float())[..., None]
-            pooled = (text * keep).sum(1) / keep.sum(1).clamp(min=1)
-            emb = emb + self.text_pool(pooled.to(emb.dtype))
+            emb = emb + self.text_pool(pool(text, text_mask).to(emb.dtype))
         h = self.input(x)
         skips = [h]
         for block in self.down:

@@ -13,6 +13,7 @@ from ...data.transforms import resize_uint8, square, to_channels
 from ...errors import GenforgeError
 from ...imageio import to_signed
 from ...nn.latents import latent_batch
+from ...text.encoder import encode_prompts
 from . import samplers
 from .config import SAMPLERS
 from .objectives import denoise, schedule_sigmas, sigma_range
@@ -54,28 +55,9 @@ def _fit(images: torch.Tensor, size: int, channels: int | None) -> torch.Tensor:
     return to_channels(images, channels) if channels else images
 
 
-def prompts_for(prompt, n: int) -> list[str]:
-    """A prompt (str) or prompts (one, or one per image) -> n prompts."""
-    prompts = [prompt] if isinstance(prompt, str) else [str(p) for p in prompt]
-    if len(prompts) == 1:
-        prompts = prompts * n
-    if len(prompts) != n:
-        raise GenforgeError(f"{len(prompts)} prompts for {n} images; give one prompt or one per image")
-    return prompts
-
-
 def text_condition(nets, options: dict, n: int, cfg) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
-    """The prompt's token embeddings and mask, from the model's own text encoder (unknown words and
-    cut prompts are named in a warning); (None, None) for models without text."""
-    encoder, prompt = nets.get("text_encoder"), options.get("prompt")
-    if encoder is None:
-        if prompt is not None:
-            raise GenforgeError(f"{cfg.model.name} is not conditioned on text, so it takes no prompt; drop --prompt, "
-                                "or train a text-to-image model (--preset tdiffusion-captions)")
-        return None, None
-    if prompt is None:
-        raise GenforgeError(f"{cfg.model.name} draws images from a prompt; give one, e.g. --prompt \"a large red 7\"")
-    return encoder.encode(prompts_for(prompt, n), warn=True)
+    """The prompt's token embeddings and mask, from the model's own text encoder; (None, None) for models without text."""
+    return encode_prompts(nets.get("text_encoder"), options.get("prompt"), n, cfg.model.name)
 
 
 def resolve_options(options: dict, cfg, text: bool = False) -> Options:

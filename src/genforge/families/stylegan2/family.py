@@ -1,10 +1,13 @@
 """The StyleGAN2 family behind the contract: StyleGAN2 (Karras et al. 2020a) with adaptive
 discriminator augmentation (ADA, Karras et al. 2020b), in plain PyTorch, on a CPU or a GPU.
 Networks: networks.py; step and state: step.py; ADA: augment.py; sampling tools: sample.py;
-projection of real images: project.py. docs/stylegan2.md describes it."""
+projection of real images: tools.py. `tstylegan2` is the text-to-image model: the pooled embedding of
+a text encoder trained with it conditions both networks (docs/text-to-image.md). docs/stylegan2.md
+describes the family."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -13,7 +16,8 @@ from torch import nn
 
 from ...data import ImageDataset
 from ...errors import GenforgeError
-from ..contract import Family, Graph, ModelSpec
+from ...text.encoder import build_text_encoder
+from ..contract import Family, Graph, ModelSpec, SampleRequest, preview_from_captions, preview_from_noise
 from . import networks
 from .sample import OPTIONS, interpolate, sample
 from .step import StyleGAN2State, stylegan2_step
@@ -86,7 +90,7 @@ def prepare_data(data: ImageDataset, cfg) -> ImageDataset:
                 "edge pixels; stylegan2.fit)")
     else:
         note = f"stylegan2: resized the {size}x{size} images to {target}x{target} (stylegan2.fit)"
-    return ImageDataset(images, data.labels, data.class_names, data.name, {**data.extras, "log": note}, data.targets)
+    return dataclasses.replace(data, images=images, extras={**data.extras, "log": note})  # labels, captions kept
 
 
 def check_config(cfg, spec: ModelSpec) -> None:
@@ -120,10 +124,38 @@ class Generate(nn.Module):
 
 
 def graphs(nets, cfg) -> dict[str, Graph]:
+    if "text_encoder" in nets:
+        raise GenforgeError(f"{cfg.model.name} exports as safetensors only (its prompt encoding, the tokenizer, is "
+                            "Python code); use --format safetensors")
     inputs = {"latents": torch.randn(2, cfg.model.latent_dim)}
     if cfg.model.num_classes:
         inputs["labels"] = torch.arange(2) % cfg.model.num_classes
     return {"generate": Graph(Generate(nets["generator"]).eval(), inputs)}
+
+
+def build_text(cfg) -> dict[str, nn.Module]:
+    """A text-to-image model: generator and discriminator conditioned on the pooled embedding of a text
+    encoder trained with them (text.width numbers)."""
+    return {**networks.build(cfg, text_dim=cfg.text.width), "text_encoder": build_text_encoder(cfg)}
+
+
+def fit_networks(nets, data, cfg) -> None:
+    """Text-to-image models: the tokenizer of the text encoder, built from the training captions."""
+    if "text_encoder" in nets and data.captions:
+        nets["text_encoder"].fit(text for texts in data.captions for text in texts)
+
+
+def averaged(cfg) -> dict[str, float]:
+    """The generator's EMA, and the text encoder's at the same decay (the generator reads its output)."""
+    decay = ema_decay(cfg)
+    return {"generator": decay, **({"text_encoder": decay} if cfg.model.name in TEXT_MODELS else {})}
+
+
+def preview_request(cfg, data, device) -> SampleRequest:
+    """Text-to-image: one row of 8 images for each of 8 training captions; otherwise the default."""
+    if data.captions and cfg.model.name in TEXT_MODELS:
+        return preview_from_captions(cfg, data, 8, 8)
+    return preview_from_noise(cfg, data, device)
 
 
 STYLEGAN2 = Family(
@@ -131,12 +163,15 @@ STYLEGAN2 = Family(
     section="stylegan2",
     step=stylegan2_step,
     sample=sample,
-    averaged=lambda cfg: {"generator": ema_decay(cfg)},
+    averaged=averaged,
     average_decay=ema_decay,
     learning_rates=learning_rates,
     betas=betas,
     prepare_data=prepare_data,
     check_config=check_config,
+    fit_networks=fit_networks,
+    preview_request=preview_request,
+    inference=("generator", "text_encoder"),
     make_state=lambda cfg: StyleGAN2State(cfg.stylegan2.augment_p),
     graphs=graphs,
     serves=("seed", "truncation", "interpolate"),
@@ -147,9 +182,11 @@ STYLEGAN2 = Family(
 MODELS = {
     "stylegan2": ModelSpec(STYLEGAN2, networks.build, 512, 64),
     "cstylegan2": ModelSpec(STYLEGAN2, networks.build, 512, 64, ("labels",)),
+    "tstylegan2": ModelSpec(STYLEGAN2, build_text, 512, 64, ("text",)),
 }
+TEXT_MODELS = ("tstylegan2",)
 
 HINTS = {
-    "stylegan": "use --model stylegan2 (or cstylegan2 for class-conditional models)",
+    "stylegan": "use --model stylegan2 (or cstylegan2 for class-conditional models, tstylegan2 for text-to-image)",
     "stylegan2-ada": "ADA is on by default in --model stylegan2 (stylegan2.ada); see genforge info --preset stylegan2-cifar",
 }

@@ -2,10 +2,14 @@
 Image Quality of StyleGAN", CVPR; "the paper" below) and its ADA follow-up's class conditioning
 (Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data", NeurIPS).
 
-Generator = mapping network (z [+ label] -> w, section 2 of the StyleGAN paper) + synthesis network
+Generator = mapping network (z [+ condition] -> w, section 2 of the StyleGAN paper) + synthesis network
 (modulated/demodulated convolutions, eq. 1-3 of the paper; noise inputs; the skip architecture of
 figure 7 with a toRGB at every resolution). Discriminator = the residual architecture of figure 7
-with a minibatch standard-deviation layer and, for labels, a projection (Miyato and Koyama 2018).
+with a minibatch standard-deviation layer and, for a condition, a projection (Miyato and Koyama 2018).
+
+The condition c is a class label (one-hot, `num_classes`) or, for text-to-image models, a caption's
+pooled text embedding (`text_dim` numbers, text.encoder.pool); both enter the networks the same way:
+a learned linear embedding, normalised in the mapping network, projected on in the discriminator.
 
 Every weight uses the equalised learning rate (Karras et al. 2018, section 4.1): stored as N(0, 1)
 (divided by the layer's learning-rate multiplier) and scaled by lr_mul / sqrt(fan_in) at run time,
@@ -189,20 +193,30 @@ def channels_at(resolution: int, image_size: int, width: int, channel_max: int) 
     return min(channel_max, width * image_size // resolution)
 
 
-class MappingNetwork(nn.Module):
-    """z (and a label) -> w, through `layers` dense layers with learning rate x lr_mul (StyleGAN section 2).
+def condition_vector(c: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """The condition as the embedding layers read it: labels (N,) one-hot when num_classes, else a
+    pooled text embedding (N, text_dim) as it is."""
+    return F.one_hot(c, num_classes).to(dtype) if num_classes else c.to(dtype)
 
-    z is normalised by its second moment (pixel norm); a label's embedding is normalised the same way
-    and concatenated (ADA's conditioning). `w_avg` tracks the mean w for the truncation trick."""
+
+class MappingNetwork(nn.Module):
+    """z (and a condition c) -> w, through `layers` dense layers with learning rate x lr_mul (StyleGAN section 2).
+
+    z is normalised by its second moment (pixel norm); the condition's embedding (a label's, or a
+    caption's pooled text embedding's) is normalised the same way and concatenated (ADA's
+    conditioning). `w_avg` tracks the mean w for the truncation trick."""
 
     def __init__(self, z_dim: int, w_dim: int, num_classes: int, layers: int, lr_mul: float = 0.01,
-                 w_avg_beta: float = 0.995):
+                 w_avg_beta: float = 0.995, text_dim: int = 0):
         super().__init__()
         if layers < 1:
             raise ValueError("the mapping network needs at least one layer")
+        if num_classes and text_dim:
+            raise ValueError("a mapping network is conditioned on labels or on text, not both")
         self.z_dim, self.w_dim, self.num_classes, self.w_avg_beta = z_dim, w_dim, num_classes, w_avg_beta
-        self.embed = EqualLinear(num_classes, w_dim) if num_classes else None
-        features = z_dim + (w_dim if num_classes else 0)
+        self.text_dim = text_dim
+        self.embed = EqualLinear(num_classes or text_dim, w_dim) if num_classes or text_dim else None
+        features = z_dim + (w_dim if self.embed is not None else 0)
         self.layers = nn.ModuleList(
             EqualLinear(features if i == 0 else w_dim, w_dim, activation=True, lr_mul=lr_mul) for i in range(layers))
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -211,11 +225,11 @@ class MappingNetwork(nn.Module):
     def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, update_w_avg: bool = False) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, update_w_avg: bool = False) -> torch.Tensor:
+        """c: labels (N,) int64, or pooled text embeddings (N, text_dim); None for unconditional models."""
         x = self.normalize(z)
         if self.embed is not None:
-            onehot = F.one_hot(labels, self.num_classes).to(z.dtype)
-            x = torch.cat([x, self.normalize(self.embed(onehot))], dim=1)
+            x = torch.cat([x, self.normalize(self.embed(condition_vector(c, self.num_classes, z.dtype)))], dim=1)
         for layer in self.layers:
             x = layer(x)
         if update_w_avg:  # moving average of w, read by the truncation trick
@@ -226,12 +240,14 @@ class MappingNetwork(nn.Module):
 
 def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
     """The truncation trick in W (StyleGAN section 5; the paper's appendix): w' = w_avg + psi (w - w_avg)
-    for the first `cutoff` layers (all when None). psi = 1 changes nothing, psi = 0 gives w_avg."""
+    for the first `cutoff` layers (all when None). psi = 1 changes nothing, psi = 0 gives w_avg.
+    w_avg is one centre (w_dim,) or one per image (N, w_dim) (a condition's own mean w)."""
     if psi == 1:
         return ws
     ws = ws.clone()
     cutoff = ws.shape[1] if cutoff is None else cutoff
-    ws[:, :cutoff] = w_avg.to(ws.dtype).lerp(ws[:, :cutoff], psi)
+    centre = w_avg[:, None] if w_avg.dim() == 2 else w_avg
+    ws[:, :cutoff] = centre.to(ws.dtype).lerp(ws[:, :cutoff], psi)
     return ws
 
 
@@ -288,30 +304,34 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(nn.Module):
-    """StyleGAN2's generator: mapping network and synthesis network. forward(z[, labels]) -> images."""
+    """StyleGAN2's generator: mapping network and synthesis network. forward(z[, c]) -> images, c the
+    labels or pooled text embeddings (see MappingNetwork)."""
 
     def __init__(self, z_dim: int, w_dim: int, num_classes: int, image_size: int, image_channels: int, width: int,
-                 channel_max: int, mapping_layers: int, mapping_lr_mul: float = 0.01):
+                 channel_max: int, mapping_layers: int, mapping_lr_mul: float = 0.01, text_dim: int = 0):
         super().__init__()
         self.synthesis = SynthesisNetwork(w_dim, image_size, image_channels, width, channel_max)
-        self.mapping = MappingNetwork(z_dim, w_dim, num_classes, mapping_layers, mapping_lr_mul)
+        self.mapping = MappingNetwork(z_dim, w_dim, num_classes, mapping_layers, mapping_lr_mul, text_dim=text_dim)
         self.num_ws = self.synthesis.num_ws
         self.z_dim, self.w_dim, self.num_classes = z_dim, w_dim, num_classes
         self.noise_mode, self.grouped = "const", True
         """Defaults of forward(): the sampler's and the export's (training passes its own)."""
 
-    def ws(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
-           update_w_avg: bool = False) -> torch.Tensor:
-        """One w per synthesis layer (N, num_ws, w_dim), truncated toward w_avg when psi < 1."""
-        return self.ws_from_w(self.mapping(z, labels, update_w_avg=update_w_avg), psi, cutoff)
+    def ws(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0, cutoff: int | None = None,
+           update_w_avg: bool = False, centre: torch.Tensor | None = None) -> torch.Tensor:
+        """One w per synthesis layer (N, num_ws, w_dim), truncated toward `centre` (default w_avg) when psi < 1."""
+        return self.ws_from_w(self.mapping(z, c, update_w_avg=update_w_avg), psi, cutoff, centre)
 
-    def ws_from_w(self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None) -> torch.Tensor:
-        """w (N, w_dim) broadcast to every synthesis layer, truncated toward w_avg when psi < 1."""
-        return truncate(w[:, None].expand(-1, self.num_ws, -1), self.mapping.w_avg, psi, cutoff)
+    def ws_from_w(self, w: torch.Tensor, psi: float = 1.0, cutoff: int | None = None,
+                  centre: torch.Tensor | None = None) -> torch.Tensor:
+        """w (N, w_dim) broadcast to every synthesis layer, truncated toward `centre` ((w_dim,) or one per
+        image, (N, w_dim); default the tracked w_avg) when psi < 1."""
+        centre = self.mapping.w_avg if centre is None else centre
+        return truncate(w[:, None].expand(-1, self.num_ws, -1), centre, psi, cutoff)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, psi: float = 1.0,
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, psi: float = 1.0,
                 cutoff: int | None = None, noise_mode: str | None = None, grouped: bool | None = None) -> torch.Tensor:
-        return self.synthesis(self.ws(z, labels, psi, cutoff), noise_mode or self.noise_mode,
+        return self.synthesis(self.ws(z, c, psi, cutoff), noise_mode or self.noise_mode,
                               self.grouped if grouped is None else grouped)
 
 
@@ -346,11 +366,12 @@ class DiscriminatorBlock(nn.Module):
 
 class Discriminator(nn.Module):
     """Residual discriminator: fromRGB, one block per resolution down to 4x4, minibatch stddev, conv,
-    dense, and an output that is a logit, or for labels a projection onto the label's embedding
-    (Miyato and Koyama 2018, as in ADA's conditional models)."""
+    dense, and an output that is a logit, or for a condition (a label, or a caption's pooled text
+    embedding) a projection onto the condition's embedding (Miyato and Koyama 2018, as in ADA's
+    conditional models)."""
 
     def __init__(self, image_size: int, image_channels: int, width: int, channel_max: int, num_classes: int = 0,
-                 mbstd_group: int = 4):
+                 mbstd_group: int = 4, text_dim: int = 0):
         super().__init__()
         levels = int(math.log2(image_size))
         top = channels_at(image_size, image_size, width, channel_max)
@@ -363,11 +384,13 @@ class Discriminator(nn.Module):
         self.mbstd_group = mbstd_group
         self.conv = EqualConv2d(c4 + 1, c4, 3)
         self.fc = EqualLinear(c4 * 16, c4, activation=True)
-        self.num_classes = num_classes
-        self.out = EqualLinear(c4, c4 if num_classes else 1)
-        self.embed = EqualLinear(num_classes, c4) if num_classes else None
+        self.num_classes, self.text_dim = num_classes, text_dim
+        conditional = bool(num_classes or text_dim)
+        self.out = EqualLinear(c4, c4 if conditional else 1)
+        self.embed = EqualLinear(num_classes or text_dim, c4) if conditional else None
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (N,); c: labels (N,) int64 or pooled text embeddings (N, text_dim) for conditional models."""
         x = self.from_rgb(images)
         for block in self.blocks:
             x = block(x)
@@ -375,15 +398,17 @@ class Discriminator(nn.Module):
         x = self.out(self.fc(x.flatten(1)))
         if self.embed is None:
             return x[:, 0]
-        cmap = self.embed(F.one_hot(labels, self.num_classes).to(x.dtype))
+        cmap = self.embed(condition_vector(c, self.num_classes, x.dtype))
         return (x * cmap).sum(dim=1) / np.sqrt(cmap.shape[1])
 
 
-def build(cfg) -> dict[str, nn.Module]:
-    """The generator and discriminator for a resolved config (model.* and the stylegan2 section)."""
+def build(cfg, text_dim: int = 0) -> dict[str, nn.Module]:
+    """The generator and discriminator for a resolved config (model.* and the stylegan2 section);
+    text_dim > 0: both conditioned on pooled text embeddings of that width."""
     m, s = cfg.model, cfg.stylegan2
     generator = Generator(m.latent_dim, s.w_dim or m.latent_dim, m.num_classes, m.image_size, m.channels, m.width,
-                          s.channel_max, s.mapping_layers, s.mapping_lr_mul)
+                          s.channel_max, s.mapping_layers, s.mapping_lr_mul, text_dim)
     generator.grouped = s.conv_path == "grouped"
-    discriminator = Discriminator(m.image_size, m.channels, m.width, s.channel_max, m.num_classes, s.mbstd_group)
+    discriminator = Discriminator(m.image_size, m.channels, m.width, s.channel_max, m.num_classes, s.mbstd_group,
+                                  text_dim)
     return {"generator": generator, "discriminator": discriminator}

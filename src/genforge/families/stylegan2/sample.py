@@ -1,5 +1,6 @@
 """Turning a trained StyleGAN2 generator into pictures: seeded sampling with truncation in W
-(to all layers or the first N), interpolation in W, style-mixing grids."""
+(to all layers or the first N), interpolation in W, style-mixing grids; text-to-image models
+(tstylegan2) draw from a prompt and truncate toward the prompt's own mean w."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from torch import nn
 
 from ...errors import GenforgeError
 from ...nn.latents import latent_batch
+from ...text.encoder import encode_prompts, pool, prompts_for
 from ..contract import SampleRequest
 
-OPTIONS = ("truncation_cutoff", "noise")
+OPTIONS = ("truncation_cutoff", "noise", "prompt")
 """Sampling options: truncation_cutoff N (truncate only the first N layers' w; the coarse styles),
-noise 'const' (default: the fixed noise images, deterministic), 'random' (seeded) or 'none'."""
+noise 'const' (default: the fixed noise images, deterministic), 'random' (seeded) or 'none';
+prompt (text-to-image models): one text, or one per image."""
 NOISE_MODES = ("const", "random", "none")
+CENTRE_SAMPLES, CENTRE_SEED = 256, 0
+"""A prompt's truncation centre is the mean w of CENTRE_SAMPLES latents of seed CENTRE_SEED under it."""
 
 
 def check_truncation(psi: float | None, cutoff: int | None, num_ws: int) -> tuple[float, int | None]:
@@ -48,6 +53,43 @@ def synthesize(generator: nn.Module, ws: torch.Tensor, noise: str, seed: int, ba
     return torch.cat(out).add_(1).mul_(0.5).clamp_(0, 1)
 
 
+def refuse_text(generator: nn.Module, what: str) -> None:
+    """The tools below have no prompt input yet: one line for a text-to-image generator."""
+    if generator.mapping.text_dim:
+        raise GenforgeError(f"{what} cannot take a prompt yet, so it does not work on text-to-image StyleGAN2 models; "
+                            "use genforge sample --prompt TEXT (--truncation moves toward the prompt's mean w)")
+
+
+@torch.no_grad()
+def prompt_condition(nets, prompt, n: int, cfg) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+    """Text-to-image models: the pooled embeddings (N, text_dim) of the prompts (one, or one per image)
+    and, per image, the index of its prompt among the distinct ones (N,); (None, None) without text.
+    Each distinct prompt is encoded once, so images of one prompt share its embedding exactly."""
+    prompts = prompts_for(prompt, n) if prompt is not None else None
+    distinct = list(dict.fromkeys(prompts)) if prompts is not None else None
+    text, mask = encode_prompts(nets.get("text_encoder"), distinct, len(distinct) if distinct else n, cfg.model.name)
+    if text is None:
+        return None, None
+    where = {p: i for i, p in enumerate(distinct)}
+    index = torch.tensor([where[p] for p in prompts], device=text.device)
+    return pool(text, mask).float(), index
+
+
+@torch.no_grad()
+def condition_centres(generator: nn.Module, c: torch.Tensor) -> torch.Tensor:
+    """The mean w (len(c), w_dim) of each condition in c over CENTRE_SAMPLES fixed latents: the centre
+    of conditional truncation. The tracked w_avg averages over every condition; truncating toward it
+    pulls a prompt's images toward those of other prompts, so conditional models truncate toward
+    their condition's own mean w instead (as ADA's and StyleGAN-XL's code do for classes, Sauer et
+    al. 2022 section 4)."""
+    z = latent_batch(CENTRE_SAMPLES, generator.z_dim, CENTRE_SEED, c.device)
+    centres = []
+    for chunk in c.split(64):  # 64 conditions x 256 latents per mapping call bounds the memory
+        w = generator.mapping(z.repeat(len(chunk), 1), chunk.repeat_interleave(CENTRE_SAMPLES, dim=0))
+        centres.append(w.view(len(chunk), CENTRE_SAMPLES, -1).float().mean(dim=1))
+    return torch.cat(centres)
+
+
 @torch.no_grad()
 def sample(nets, request: SampleRequest, cfg) -> torch.Tensor:
     generator = nets["generator"]
@@ -56,7 +98,12 @@ def sample(nets, request: SampleRequest, cfg) -> torch.Tensor:
     noise = check_noise(request.options.get("noise"))
     z = request.latents.to(device) if request.latents is not None else latent_batch(request.n, generator.z_dim,
                                                                                      request.seed, device)
-    ws = generator.ws(z, request.cond.labels, psi, cutoff)
+    text, index = prompt_condition(nets, request.options.get("prompt"), len(z), cfg)
+    if text is None:
+        ws = generator.ws(z, request.cond.labels, psi, cutoff)
+    else:  # truncation toward each prompt's own mean w
+        centres = condition_centres(generator, text)[index] if psi < 1 else None
+        ws = generator.ws(z, text[index], psi, cutoff, centre=centres)
     return synthesize(generator, ws, noise, request.seed)
 
 
@@ -66,6 +113,7 @@ def interpolate(nets, z: torch.Tensor, steps: int, labels: torch.Tensor | None, 
     """Images along straight lines in W between the seeds' w (the space the paper's perceptual path
     length is measured in), `steps` per leg with both ends included."""
     generator = nets["generator"]
+    refuse_text(generator, "interpolation")
     psi, _ = check_truncation(truncation, None, generator.num_ws)
     ends_labels = labels[::steps] if labels is not None else None  # each leg's first image's class
     if ends_labels is not None:
@@ -83,6 +131,7 @@ def style_mixing_grid(generator: nn.Module, row_seeds: list[int], col_seeds: lis
     """The paper's style-mixing figure: row r, column c takes its coarse styles (layers < crossover)
     from row seed r and its fine styles from column seed c. The first row shows the column seeds'
     own images, the first column the row seeds', the corner is blank. Returns (images, per row)."""
+    refuse_text(generator, "the style-mixing grid")
     num_ws = generator.num_ws
     if not 1 <= crossover < num_ws:
         raise GenforgeError(f"the style-mixing crossover must be a layer in 1..{num_ws - 1}, got {crossover}; "
@@ -112,6 +161,7 @@ def style_mixing_grid(generator: nn.Module, row_seeds: list[int], col_seeds: lis
 def truncation_grid(generator: nn.Module, seeds: list[int], psis: list[float], cutoff: int | None = None,
                     label: int | None = None) -> tuple[torch.Tensor, int]:
     """One row per seed, one column per psi (the paper's truncation figures)."""
+    refuse_text(generator, "the truncation grid")
     device = next(generator.parameters()).device
     z = torch.cat([latent_batch(1, generator.z_dim, s, device) for s in seeds])
     labels = torch.full((len(seeds),), label, device=device) if label is not None else None

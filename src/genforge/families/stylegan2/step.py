@@ -3,11 +3,19 @@
 One call = the paper's four phases, each its own optimiser update (section 3.1, lazy regularisation):
   G main   every step: non-saturating logistic loss softplus(-D(G(z))), with style mixing;
   G reg    when step % pl_every == 0: path-length penalty x pl_every, on batch / pl_batch_shrink;
-  D main   every step: softplus(D(G(z))) + softplus(-D(x));
+  D main   every step: softplus(D(G(z))) + softplus(-D(x)); text-to-image models (tstylegan2):
+           softplus(-D(x, t)) + (softplus(D(G(z, t), t)) + softplus(D(x, t'))) / 2, t' a mismatched caption;
   D reg    when step % r1_every == 0: R1 gamma/2 ||grad_x D(x)||^2 x r1_every.
 Which phases run depends on the step number alone, so resume needs no counter. The lazy phases'
 extra updates are why the optimisers' learning rate and betas are adjusted (family.py).
 Every image D sees goes through ADA's augmentation (augment.py) with the state's probability p.
+
+Text-to-image (docs/text-to-image.md): the batch's captions go through the text encoder once per
+step and are pooled (text.encoder.pool) into the condition t of both networks. The mismatched
+captions t' are the batch's rolled by one, so each real image is paired with another image's
+caption: Reed et al. 2016's matching-aware discriminator (GAN-INT-CLS, algorithm 1), whose fake
+term is the mean of the generated and the mismatched ones. The text encoder learns from D's main
+loss alone, with D's optimiser step: G and both regularisers see t detached.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from torch import nn
 from ...conditioning import Batch
 from ...imageio import to_signed
 from ...runtime import Precision
+from ...text.encoder import pool
 from ..contract import FamilyState
 from .augment import adjust_p, augment
 
@@ -48,6 +57,25 @@ class StyleGAN2State(FamilyState):
             if name in state:
                 current = getattr(self, name)
                 setattr(self, name, torch.tensor(float(state[name]), dtype=current.dtype, device=current.device))
+
+
+def mismatched(c: torch.Tensor) -> torch.Tensor:
+    """Each image's condition replaced by the next image's (the batch rolled by one): for a batch of
+    distinct captions, every real image paired with a caption that is not its own (two images may
+    share a caption, which then counts as mismatched all the same, as in Reed et al. 2016)."""
+    return c.roll(1, dims=0)
+
+
+def discriminator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor,
+                       mismatched_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """D's logistic loss softplus(D(fake)) + softplus(-D(real)), means over the batch; with the logits of
+    real images under mismatched captions, the fake term is the mean of the generated and the
+    mismatched ones (Reed et al. 2016, algorithm 1, where D maximises log s_r + (log(1 - s_w) + log(1 - s_f)) / 2;
+    this is its negation, with log(1 - sigmoid(l)) = -softplus(l))."""
+    fake = F.softplus(fake_logits).mean()
+    if mismatched_logits is not None:
+        fake = (fake + F.softplus(mismatched_logits).mean()) / 2
+    return fake + F.softplus(-real_logits).mean()
 
 
 def mixed_ws(generator: nn.Module, z: torch.Tensor, labels, mixing_prob: float, update_w_avg: bool = False):
@@ -104,6 +132,14 @@ def stylegan2_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
     state.to(device)
     labels = (batch.labels,) if cfg.model.num_classes else ()  # D's extra argument
     c = batch.labels if cfg.model.num_classes else None  # G's: fakes are drawn for the batch's classes
+    encoder = nets.get("text_encoder")
+    text = None
+    if encoder is not None:  # text-to-image: the captions' pooled embeddings are the condition of both networks
+        with precision.context():
+            encoded = encoder.tokenize(batch.captions or [""] * n)
+            text = pool(encoder(encoded.ids, encoded.mask), encoded.mask).float()
+        c = text.detach()  # G (and D in G's loss) see it detached: the encoder learns from D's main loss only
+        labels = (c,)
     kinds = s.augmentation_list
     p = state.p
     augment_fn = (lambda x: augment(x, p, kinds)) if (s.ada or s.augment_p > 0) else (lambda x: x)
@@ -137,17 +173,25 @@ def stylegan2_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
     discriminator.requires_grad_(True)
 
     # D main: minimise softplus(D(A(G(z)))) + softplus(-D(A(x))). ADA reads the signs of D(A(x)).
+    # Text: D also sees real images with mismatched captions as fake (Reed et al. 2016), and the
+    # captions' embeddings keep their gradient, so the text encoder steps with D.
     generator.requires_grad_(False)
+    d_labels = (text,) if text is not None else labels
     with precision.context():
         with torch.no_grad():
             ws = mixed_ws(generator, torch.randn(n, z_dim, device=device), c, s.mixing_prob)
             fake = generator.synthesis(ws, "random", grouped)
-        fake_logits = discriminator(augment_fn(fake), *labels).float()
-        real_logits = discriminator(augment_fn(real), *labels).float()
-        loss_d = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-    opts["discriminator"].zero_grad(set_to_none=True)
-    precision.backward_step("discriminator", loss_d, opts["discriminator"])
+        fake_logits = discriminator(augment_fn(fake), *d_labels).float()
+        real_logits = discriminator(augment_fn(real), *d_labels).float()
+        wrong_logits = discriminator(augment_fn(real), mismatched(text)).float() if text is not None else None
+        loss_d = discriminator_loss(fake_logits, real_logits, wrong_logits)
+    d_opts = {"discriminator": opts["discriminator"], **({"text_encoder": opts["text_encoder"]} if text is not None else {})}
+    for opt in d_opts.values():
+        opt.zero_grad(set_to_none=True)
+    precision.backward_steps(loss_d, d_opts)
     generator.requires_grad_(True)
+    if wrong_logits is not None:
+        stats["d_mismatched"] = F.softplus(wrong_logits.detach()).mean()
 
     # D reg: lazy R1 on augmented reals, r1_every times as strong.
     if s.r1_gamma > 0 and batch.step % s.r1_every == 0:

@@ -19,13 +19,14 @@ from ...imageio import atomic_path, save_grid
 from ...nn.latents import latent_batch
 from .family import fit_images, fitted_size
 from .networks import ModulatedConv
-from .sample import interpolate, style_mixing_grid, truncation_grid
+from .sample import interpolate, refuse_text, style_mixing_grid, truncation_grid
 
 
 def check_run(run) -> None:
     if run.family != "stylegan2":
         raise GenforgeError(f"{run.run_dir} is a {run.family} run ({run.config.model.name}); these tools need a "
                             "StyleGAN2 run (genforge train --model stylegan2)")
+    refuse_text(run.networks["generator"], "genforge stylegan2-tools and project")
 
 
 def _label(run, label: int | None) -> int | None:

@@ -235,7 +235,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         cfg = RunConfig.from_dict(payload["config"], source="checkpoint config")
         family = model_spec(cfg.model.name).family
         torch_device = resolve_device(device)
-        networks = build_networks(cfg)
+        networks = build_networks(cfg, run_dir)
         for name, net in networks.items():
             net.load_state_dict(payload["networks"][name])
         # Sample with the averaged weights where the run kept them.
@@ -295,7 +295,7 @@ def load_exported(folder: str | Path, device: str = "cpu") -> Run:
         cfg = RunConfig.from_dict(info["config"], source=f"{folder / EXPORT_FILE}")
         family = model_spec(cfg.model.name).family
         tensors = load_file(folder / WEIGHTS_FILE)
-        networks = {name: net for name, net in build_networks(cfg).items() if name in family.inference}
+        networks = {name: net for name, net in build_networks(cfg, folder).items() if name in family.inference}
         for name, net in networks.items():
             prefix = f"{name}."
             net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -153,15 +153,27 @@ class Run:
         path = Path(path)
         if path.suffix != ".safetensors":
             raise GenforgeError(f"export file must end in .safetensors, got {path.name}")
-        tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
-                   for name, net in self.networks.items() if name in self.model_family.inference
-                   for key, value in net.state_dict().items()}
+        tensors = self.inference_tensors()
         metadata = {"format": "genforge-export", "family": self.family, "step": str(self.step),
                     "config": json.dumps(self.config.to_dict())}
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
         return path
+
+    def inference_tensors(self) -> dict[str, torch.Tensor]:
+        """The inference networks' state dicts as one flat dict `network.parameter` on the CPU, each tensor
+        with storage of its own (safetensors refuses tied weights, e.g. a T5 encoder's shared embedding)."""
+        tensors, storages = {}, set()
+        for name, net in self.networks.items():
+            if name not in self.model_family.inference:
+                continue
+            for key, value in net.state_dict().items():
+                value = value.detach().cpu().contiguous()
+                storage = value.untyped_storage().data_ptr()
+                tensors[f"{name}.{key}"] = value.clone() if storage in storages else value
+                storages.add(storage)
+        return tensors
 
     def _check_count(self, n: int) -> None:
         """Refuse a number of images this command cannot hold (they are drawn in one batch), before

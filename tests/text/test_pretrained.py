@@ -132,16 +132,20 @@ def test_fine_tuning_trains_the_encoder_and_checkpoints_it(tmp_path):
     assert run.sample(1, seed=0, prompt="a red square").shape == (1, 3, 16, 16)
 
 
-def test_a_t5_encoder_trains_and_samples(tmp_path):
-    from genforge.run import load_run
+def test_a_fine_tuned_t5_encoder_trains_samples_and_exports(tmp_path):
+    from genforge.export import export_run
+    from genforge.run import load_exported, load_run
     from genforge.training import train
 
     t5 = save_tiny(tmp_path / "t5", kind="t5")
-    train(pretrained_config(write_captioned(tmp_path / "data"), t5), tmp_path / "run", quiet=True)
+    train(pretrained_config(write_captioned(tmp_path / "data"), t5, train_pretrained=True), tmp_path / "run", quiet=True)
     run = load_run(tmp_path / "run")
     assert run.networks["text_encoder"].width == 12
     assert run.networks["denoiser"].text_pool.in_features == 12  # the U-Net attends at the encoder's width
-    assert run.sample(1, seed=0, prompt="left: blue").shape == (1, 3, 16, 16)
+    images = run.sample(1, seed=0, prompt="left: blue")
+    assert images.shape == (1, 3, 16, 16)
+    export_run(run, tmp_path / "export")  # T5's tied embedding is written once per name
+    assert torch.allclose(load_exported(tmp_path / "export").sample(1, seed=0, prompt="left: blue"), images, atol=1e-6)
 
 
 def test_padding_is_masked_and_long_prompts_are_cut_with_a_warning(tmp_path, capsys):
@@ -203,3 +207,18 @@ def test_without_transformers_the_error_says_how_to_install_it(monkeypatch, tmp_
     monkeypatch.setitem(sys.modules, "transformers", None)  # import transformers now raises ImportError
     with pytest.raises(GenforgeError, match=r"needs the transformers library, which is not installed; .*genforge\[hf\]"):
         pretrained.load_pretrained(tmp_path, context=8)
+
+
+def test_a_safetensors_export_carries_the_encoder(frozen_run, tmp_path):
+    from genforge.export import export_run
+    from genforge.run import load_exported, load_run
+
+    base, _, _ = frozen_run
+    run = load_run(base / "run")
+    export = export_run(run, tmp_path / "export")
+    assert pretrained.RUN_FOLDER in export.files and (tmp_path / "export" / pretrained.RUN_FOLDER / "config.json").is_file()
+    exported = load_exported(tmp_path / "export")
+    prompt = "a red square on the right"
+    assert torch.allclose(exported.sample(2, seed=5, prompt=prompt), run.sample(2, seed=5, prompt=prompt), atol=1e-6)
+    export_run(run, tmp_path / "export", force=True)  # replaced, not refused nor doubled
+    assert load_exported(tmp_path / "export").sample(1, seed=0, prompt=prompt).shape == (1, 3, 16, 16)

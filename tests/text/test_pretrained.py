@@ -24,7 +24,7 @@ WORDS = ["a", "red", "blue", "square", "on", "the", "left", "right", ":"]
 def save_tiny(folder, kind: str = "clip"):
     """A tiny random CLIP text model or T5 encoder and a word-level tokenizer (begin and end tokens
     added around each text, as CLIP's), saved as a Hugging Face folder."""
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers", reason="the optional hf extra is not installed (pip install genforge[hf])")
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
     vocab = {w: i for i, w in enumerate(["<pad>", "<unk>", "<bos>", "<eos>", *WORDS])}

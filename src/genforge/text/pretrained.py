@@ -136,7 +136,8 @@ class PretrainedTextEncoder(nn.Module):
         """Token ids and mask of `texts`, padded to the context, on the encoder's device; with warn, one
         warning line for words the tokenizer does not know and one for prompts cut to the context."""
         texts = list(texts)
-        full = self.tokenizer(texts, return_offsets_mapping=bool(self.tokenizer.unk_token_id is not None))
+        with _quiet(_transformers()):  # its own note on sequences over the model's length: ours follows
+            full = self.tokenizer(texts, return_offsets_mapping=bool(self.tokenizer.unk_token_id is not None))
         truncated = [text for text, ids in zip(texts, full["input_ids"]) if len(ids) > self.context]
         unknown: list[str] = []
         if self.tokenizer.unk_token_id is not None:

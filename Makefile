@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 venv: $(STAMP)
 
 # torch is installed first, by itself and pinned, so that nothing can pull a CUDA build.
-# The web, onnx and browser extras (about 300 MB: playwright 165, onnxruntime 68, onnx 31) are
-# installed too, so that `make test` runs the web, export and browser tests; the browser tests
-# also need the system's chromium (apt-get install -y chromium) and are skipped without it.
+# The web, onnx, browser and hf extras (about 465 MB: playwright 165, transformers and its
+# dependencies 165, onnxruntime 68, onnx 31) are installed too, so that `make test` runs the web,
+# export, browser and pretrained-text-encoder tests; the browser tests also need the system's
+# chromium (apt-get install -y chromium) and are skipped without it.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -e '.[test,web,onnx,browser,tensorboard]'
+	$(PIP) -e '.[test,web,onnx,browser,tensorboard,hf]'
 	touch $(STAMP)
 
 # The VAE first: its grids are recognisable digits after a few hundred steps (seconds), so the

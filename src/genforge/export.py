@@ -18,6 +18,7 @@ import copy
 import io
 import json
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,12 +76,22 @@ def export_run(run: Run, out_dir: str | Path, fmt: str = "safetensors", force: b
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "safetensors":
         files = [_write_safetensors(run, out)]
+        if run.model_family.keep_files is not None:  # what the networks are built from besides their weights
+            for name in previous:  # a replaced export's kept folders go first: keep_files writes only missing ones
+                if Path(name).name == name and (out / name).is_dir():
+                    shutil.rmtree(out / name)
+            before = {p.name for p in out.iterdir()}
+            run.model_family.keep_files(run.networks, run.config, out)
+            files += sorted({p.name for p in out.iterdir()} - before)
     else:
         writer = _write_onnx if fmt == "onnx" else _write_torch_export
         files = [writer(graph, out / f"{name}{SUFFIX[fmt]}") for name, graph in graphs.items()]
     for name in previous:  # a replaced export of another format leaves no stale files behind
         if name not in files and Path(name).name == name and name != EXPORT_FILE:
-            (out / name).unlink(missing_ok=True)
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
     import yaml
 
     config = run.config.to_dict()
@@ -99,9 +110,7 @@ def export_run(run: Run, out_dir: str | Path, fmt: str = "safetensors", force: b
 def _write_safetensors(run: Run, out: Path) -> str:
     from safetensors.torch import save_file
 
-    tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
-               for name, net in run.networks.items() if name in run.model_family.inference
-               for key, value in net.state_dict().items()}
+    tensors = run.inference_tensors()
     with atomic_path(out / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "genforge-export", "family": run.family,
                                                "step": str(run.step)})

@@ -153,15 +153,27 @@ class Run:
         path = Path(path)
         if path.suffix != ".safetensors":
             raise GenforgeError(f"export file must end in .safetensors, got {path.name}")
-        tensors = {f"{name}.{key}": value.detach().cpu().contiguous()
-                   for name, net in self.networks.items() if name in self.model_family.inference
-                   for key, value in net.state_dict().items()}
+        tensors = self.inference_tensors()
         metadata = {"format": "genforge-export", "family": self.family, "step": str(self.step),
                     "config": json.dumps(self.config.to_dict())}
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
         return path
+
+    def inference_tensors(self) -> dict[str, torch.Tensor]:
+        """The inference networks' state dicts as one flat dict `network.parameter` on the CPU, each tensor
+        with storage of its own (safetensors refuses tied weights, e.g. a T5 encoder's shared embedding)."""
+        tensors, storages = {}, set()
+        for name, net in self.networks.items():
+            if name not in self.model_family.inference:
+                continue
+            for key, value in net.state_dict().items():
+                value = value.detach().cpu().contiguous()
+                storage = value.untyped_storage().data_ptr()
+                tensors[f"{name}.{key}"] = value.clone() if storage in storages else value
+                storages.add(storage)
+        return tensors
 
     def _check_count(self, n: int) -> None:
         """Refuse a number of images this command cannot hold (they are drawn in one batch), before
@@ -235,7 +247,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         cfg = RunConfig.from_dict(payload["config"], source="checkpoint config")
         family = model_spec(cfg.model.name).family
         torch_device = resolve_device(device)
-        networks = build_networks(cfg)
+        networks = build_networks(cfg, run_dir)
         for name, net in networks.items():
             net.load_state_dict(payload["networks"][name])
         # Sample with the averaged weights where the run kept them.
@@ -295,7 +307,7 @@ def load_exported(folder: str | Path, device: str = "cpu") -> Run:
         cfg = RunConfig.from_dict(info["config"], source=f"{folder / EXPORT_FILE}")
         family = model_spec(cfg.model.name).family
         tensors = load_file(folder / WEIGHTS_FILE)
-        networks = {name: net for name, net in build_networks(cfg).items() if name in family.inference}
+        networks = {name: net for name, net in build_networks(cfg, folder).items() if name in family.inference}
         for name, net in networks.items():
             prefix = f"{name}."
             net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,6 +135,13 @@ class Family:
     """(new networks, training data, cfg): fit what the networks learn from the data before training
     (a tokenizer built from the training captions), kept in their state dicts; called once, on new
     networks, before their averages are made (a resumed run then loads its saved state over them)."""
+    keep_files: Callable[[Networks, Any, Path], None] | None = None
+    """(networks, cfg, folder): write into a run directory (or a safetensors export) what the networks
+    are built from besides their state dicts (a pretrained text encoder's weights, config and tokenizer
+    files), atomically and once, so that the folder needs nothing outside it; called when a run starts."""
+    kept_files: Callable[[Any, Path], Any] | None = None
+    """(cfg, folder) -> the settings that build the networks of that run directory (or export) from what
+    keep_files wrote there (registry.build_networks(cfg, folder)); cfg itself when nothing was kept."""
     prepare_data: Callable[[Any, Any], Any] | None = None
     """(dataset, cfg) -> dataset, applied to every split loaded for this family (e.g. splitting pairs,
     padding images). A line for the run's log can be left in the dataset's extras['log']."""

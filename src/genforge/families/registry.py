@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -88,11 +89,15 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
     return check_config(_resolve_config(preset, config_file, overrides))
 
 
-def build_networks(cfg: RunConfig) -> Networks:
-    """The named networks of a resolved config (model.image_size and model.channels set)."""
+def build_networks(cfg: RunConfig, folder: str | Path | None = None) -> Networks:
+    """The named networks of a resolved config (model.image_size and model.channels set); with the
+    `folder` of a run (or export), from the files its family kept there (Family.keep_files)."""
     if not cfg.model.image_size or not cfg.model.channels:
         raise ValueError("model config must be resolved (image_size and channels) before building")
-    return model_spec(cfg.model.name).build(cfg)
+    spec = model_spec(cfg.model.name)
+    if folder is not None and spec.family.kept_files is not None:
+        cfg = spec.family.kept_files(cfg, Path(folder))
+    return spec.build(cfg)
 
 
 def load_data(cfg: RunConfig, split: str | None = None) -> ImageDataset:

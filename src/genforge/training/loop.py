@@ -147,14 +147,17 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = 
     cfg = resolve_model(cfg, data)
 
     # Networks, with the precision and memory format for this device.
+    # A resumed run builds from the files it keeps (e.g. its copy of a pretrained text encoder), so it
+    # needs nothing outside its folder; a new one from the settings' sources.
     torch.manual_seed(cfg.train.seed)
-    nets = {name: net.to(device) for name, net in build_networks(cfg).items()}
+    existing = (run_dir / CONFIG_FILE).is_file()
+    nets = {name: net.to(device) for name, net in build_networks(cfg, run_dir if existing else None).items()}
     if family.fit_networks is not None:  # e.g. a tokenizer built from the training captions
         family.fit_networks(nets, data, cfg)
     # 'auto' precision becomes the concrete one for this device and model, and that is what
     # config.yaml and the checkpoints record. Resuming with 'auto' keeps the run's saved precision
     # (also on another kind of machine), so that rerunning the same command always resumes.
-    if cfg.train.precision == "auto" and (run_dir / CONFIG_FILE).is_file():
+    if cfg.train.precision == "auto" and existing:
         cfg = config_replace(cfg, train={"precision": read_saved_config(run_dir).train.precision})
     cfg = resolve_run_precision(cfg, device, nets)
     t = cfg.train
@@ -174,6 +177,8 @@ def setup(cfg: RunConfig, run_dir: str | Path, log=print, world: World | None = 
         return prepare_run_dir(run_dir, cfg)
 
     resumed = from_rank0(world, prepare, f"preparing {run_dir}")
+    if family.keep_files is not None:  # what the networks are built from, copied into the run once
+        from_rank0(world, lambda: family.keep_files(nets, cfg, run_dir), f"writing files into {run_dir}")
     if on_host:  # rank 0 writes the decoded images once, every rank maps them
         cache = run_dir / "data-cache"
         from_rank0(world, lambda: write_image_cache(data, cache), f"writing {cache}")

@@ -24,8 +24,9 @@ def make_optimizer(cfg: RunConfig, params, lr: float, betas: tuple[float, float]
 
 
 def make_optimizers(cfg: RunConfig, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-    """One optimiser per network, at train.lr and train.betas unless the model's family sets others for it."""
+    """One optimiser per network, at train.lr and train.betas unless the model's family sets others for it;
+    none for a network with no trainable parameter (a frozen pretrained text encoder)."""
     family = model_spec(cfg.model.name).family
     lr, betas = family.learning_rates(cfg), family.betas(cfg)
     return {name: make_optimizer(cfg, net.parameters(), lr.get(name, cfg.train.lr), betas.get(name))
-            for name, net in nets.items()}
+            for name, net in nets.items() if any(p.requires_grad for p in net.parameters())}

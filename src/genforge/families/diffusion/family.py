@@ -5,11 +5,15 @@ and inpainting (sample.py). docs/diffusion.md describes it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ...conditioning import Condition
+from ...config import replace as config_replace
 from ...errors import GenforgeError
 from ...text.encoder import build_text_encoder
+from ...text.pretrained import RUN_FOLDER, load_pretrained
 from ..contract import Family, Graph, ModelSpec, SampleRequest, preview_from_captions
 from . import networks
 from .objectives import denoise
@@ -30,6 +34,9 @@ def check_config(cfg, spec: ModelSpec) -> None:
     if "text" in spec.conditions and d.text_dim:
         raise GenforgeError(f"{cfg.model.name} trains its own text encoder of width text.width; "
                             "drop diffusion.text_dim (it is for embeddings given from outside)")
+    if cfg.text.pretrained and "text" not in spec.conditions:
+        raise GenforgeError(f"text.pretrained is a text encoder for text-to-image models, and {cfg.model.name} takes no "
+                            "text; use --model tdiffusion-unet or drop text.pretrained")
     if d.cond_dropout > 0 and not spec.conditional and not d.text_dim and "text" not in spec.conditions:
         raise GenforgeError(f"diffusion.cond_dropout is {d.cond_dropout} but {cfg.model.name} is unconditional; "
                             "use --model cdiffusion-unet or drop the setting")
@@ -49,9 +56,26 @@ def build(cfg):
 
 
 def build_text(cfg):
-    """A text-to-image model: the U-Net cross-attending to the embeddings of a text encoder trained with it."""
+    """A text-to-image model: the U-Net cross-attending to the token embeddings of a text encoder,
+    trained with it from scratch, or pretrained (text.pretrained: read from that folder, at its own width)."""
     build(cfg)  # the size checks
-    return {**networks.build(cfg, context_dim=cfg.text.width), "text_encoder": build_text_encoder(cfg)}
+    t = cfg.text
+    encoder = load_pretrained(t.pretrained, t.context, t.train_pretrained) if t.pretrained else build_text_encoder(cfg)
+    width = encoder.width if t.pretrained else t.width
+    return {**networks.build(cfg, context_dim=width), "text_encoder": encoder}
+
+
+def keep_files(nets, cfg, folder: Path) -> None:
+    """A pretrained text encoder: its copy in the run (RUN/text-encoder/), written once, when the run starts."""
+    if cfg.text.pretrained and "text_encoder" in nets and not (folder / RUN_FOLDER).is_dir():
+        nets["text_encoder"].save_copy(folder / RUN_FOLDER)
+
+
+def kept_files(cfg, folder: Path):
+    """The settings that rebuild a run's networks from its own copy of the pretrained text encoder."""
+    if cfg.text.pretrained and (folder / RUN_FOLDER).is_dir():
+        return config_replace(cfg, text={"pretrained": str(folder / RUN_FOLDER)})
+    return cfg
 
 
 def fit_networks(nets, data, cfg) -> None:
@@ -61,9 +85,10 @@ def fit_networks(nets, data, cfg) -> None:
 
 
 def averaged(cfg) -> dict[str, float]:
-    """The denoiser's EMA, and the text encoder's with the same decay (they are used together)."""
+    """The denoiser's EMA, and the text encoder's with the same decay when it trains (they are used together)."""
     decay = ema_decay(cfg)
-    return {"denoiser": decay, **({"text_encoder": decay} if cfg.model.name in TEXT_MODELS else {})}
+    trains = cfg.model.name in TEXT_MODELS and (not cfg.text.pretrained or cfg.text.train_pretrained)
+    return {"denoiser": decay, **({"text_encoder": decay} if trains else {})}
 
 
 class Denoise(torch.nn.Module):
@@ -111,6 +136,8 @@ DIFFUSION = Family(
     averaged=averaged,
     check_config=check_config,
     fit_networks=fit_networks,
+    keep_files=keep_files,
+    kept_files=kept_files,
     preview_request=preview_request,
     inference=("denoiser", "text_encoder"),
     graphs=graphs,

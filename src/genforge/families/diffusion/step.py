@@ -45,7 +45,9 @@ def diffusion_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
     net, opt = nets["denoiser"], opts["denoiser"]
     d = cfg.diffusion
     encoder = nets.get("text_encoder")
-    trained = [opt] + ([opts["text_encoder"]] if encoder is not None else [])
+    # The text encoder trains with the denoiser, unless it is a frozen pretrained one (no optimiser).
+    text_opts = {"text_encoder": opts["text_encoder"]} if "text_encoder" in opts else {}
+    trained = [opt, *text_opts.values()]
     if d.lr_warmup_images > 0:
         for group in (g for o in trained for g in o.param_groups):
             group["lr"] = learning_rate_at(batch.step, cfg)
@@ -59,5 +61,5 @@ def diffusion_step(nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optim
     cond = Condition(labels=batch.labels if cfg.model.num_classes else None, text=text, text_mask=text_mask)
     cond = drop_condition(cond, d.cond_dropout, cfg.model.num_classes)
     loss = training_loss(net, to_signed(batch.images), cond, d, precision)
-    precision.backward_steps(loss, {"denoiser": opt, **({"text_encoder": opts["text_encoder"]} if encoder else {})})
+    precision.backward_steps(loss, {"denoiser": opt, **text_opts})
     return {"loss": loss.detach()}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 PIXELS_PER_CHUNK = 2 ** 16
 """Images are translated and scored this many pixels at a time (4 images at 128x128, 64 at 32x32):
@@ -73,6 +72,10 @@ def score(outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tenso
 
 
 def _score_chunk(outputs: torch.Tensor, targets: torch.Tensor, uint8: bool) -> dict[str, torch.Tensor]:
+    # Imported here, not with the module: torchmetrics imports transformers whenever it is installed
+    # (genforge[hf]), 1.5-2 s that every command loading the registry would otherwise pay.
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
     outputs = outputs.float() / 255 if outputs.dtype == torch.uint8 else outputs.float()
     targets = targets.float().to(outputs.device)
     if uint8:

@@ -1052,6 +1052,11 @@ def _add_train_evaluator(sub) -> None:
                    help="built-in captioned digits (genforge data make-captions): train the MNIST-format digit "
                         "classifier on the digit crops of the training images, the --digit-evaluator of genforge "
                         "eval on text-to-image runs (default --out evaluators/DATA-digits.pt, 15 epochs)")
+    p.add_argument("--mix-source", metavar="NAME",
+                   help="with --digits: also train on the training digits of mnist-5k (default; embedded) or mnist "
+                        "(with --mix-root), each rendered small and large as the set renders them; none: only the "
+                        "set's own crops")
+    p.add_argument("--mix-root", help="folder of the IDX files for --mix-source mnist")
     p.set_defaults(func=_cmd_train_evaluator)
 
 
@@ -1064,6 +1069,8 @@ def _cmd_train_evaluator(args) -> int:
     start = time.perf_counter()
     if args.text and args.digits:
         raise GenforgeError("--text and --digits train different evaluators; pass one of them")
+    if (args.mix_source or args.mix_root) and not args.digits:
+        raise GenforgeError("--mix-source and --mix-root belong to --digits; add --digits or drop them")
     if args.digits:
         from .metrics.digit_reader import train_digit_reader
 
@@ -1071,7 +1078,9 @@ def _cmd_train_evaluator(args) -> int:
             raise GenforgeError("--digits reads 28x28 gray crops of the RGB images; drop --image-size and --channels")
         out = Path(args.out or f"evaluators/{slug(args.data)}-digits.pt")
         reader = train_digit_reader(args.data, args.data_root, out, epochs=args.epochs or 15,
-                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
+                                    batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                    mix_source=None if args.mix_source == "none" else args.mix_source or "mnist-5k",
+                                    mix_root=args.mix_root, device=args.device,
                                     overwrite=args.overwrite)
         print(f"digit reader: {out} (test crop accuracy {reader.test_accuracy:.4f}, "
               f"{time.perf_counter() - start:.0f}s, sha256 {reader.sha256[:16]}...)")

@@ -12,7 +12,8 @@ import torch
 from genforge.cli import main
 from genforge.data import load_dataset
 from genforge.data.make_captions import make_captions
-from genforge.metrics.digit_reader import digit_crops, random_affine, read_accuracy, train_digit_reader
+from genforge.errors import GenforgeError
+from genforge.metrics.digit_reader import digit_crops, random_affine, read_accuracy, rendered_crops, train_digit_reader
 from genforge.metrics.features import load_evaluator
 from genforge.metrics.text_agreement import evaluate_text_data, evaluate_text_run, train_text_evaluator
 
@@ -29,7 +30,8 @@ def captions(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reader(captions, tmp_path_factory):
     path = tmp_path_factory.mktemp("reader") / "reader.pt"
-    train_digit_reader(f"folder:{captions}", out=path, epochs=10, batch_size=64, lr=5e-3, device="cpu", log=None)
+    train_digit_reader(f"folder:{captions}", out=path, epochs=10, batch_size=64, lr=5e-3, mix_source=None, device="cpu",
+                       log=None)
     return path
 
 
@@ -68,6 +70,17 @@ def test_read_accuracy_counts_an_image_only_when_every_digit_is_right():
     split = DigitCrops(crops, torch.tensor([1, 2, 0, 4]), torch.tensor([0, 1, 1, 2]), torch.tensor([False, True, True]))
     scores = read_accuracy(Fixed(), split)  # image 0 right, image 1 half right (wrong), image 2 right
     assert scores == pytest.approx({"crops": 0.75, "images": 2 / 3, "seen": 1.0, "heldout": 0.5})
+
+
+def test_rendered_source_digits_are_cut_like_the_set_and_keep_their_labels():
+    from genforge.data import load_dataset as load
+
+    crops, labels = rendered_crops("mnist-5k", None, 48, limit=30)
+    assert crops.shape == (60, 1, 28, 28) and crops.dtype == torch.uint8
+    assert labels.tolist() == [d for d in load("mnist-5k", split="train").labels[:30].tolist() for _ in range(2)]
+    assert (crops.flatten(1).amax(1) == 255).all()  # every rendering found its digit (measure scales to 255)
+    with pytest.raises(GenforgeError, match="mnist-5k or mnist"):
+        rendered_crops("cifar10", None, 48)
 
 
 def test_random_affine_without_motion_is_the_identity_and_keeps_the_shape():
@@ -115,3 +128,11 @@ def test_data_without_the_built_in_attributes_is_one_line_exit_2(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert err.startswith("genforge: error:") and "no built-in digit attributes" in err and "make-captions" in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err and not out.exists()
+
+
+def test_mix_flags_without_digits_and_text_with_digits_are_one_line_exit_2(tmp_path, capsys):
+    for argv, message in ((["--mix-source", "mnist-5k"], "belong to --digits"), (["--text", "--digits"], "pass one of")):
+        assert main(["train-evaluator", "--data", "mnist-5k", "--out", str(tmp_path / "e.pt"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("genforge: error:") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "e.pt").exists()

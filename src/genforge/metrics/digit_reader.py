@@ -67,6 +67,34 @@ def digit_crops(data) -> DigitCrops:
                       torch.tensor([bool(a.get("heldout")) for a in attributes]))
 
 
+def rendered_crops(source: str, root: str | None, canvas: int, seed: int = 0,
+                   limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops of every digit of `source`'s train split (mnist-5k or mnist, what make-captions drew
+    from), each rendered once small and once large as a single digit on a canvas of the built-in set
+    (a random seen colour, position and background) and cut by `measure`: more renderings of the
+    training digits, and the digits the training images happen not to use. The test split's digits
+    come from the source's test split, so none of them is seen here. `limit`: only the first digits."""
+    from ..data import load_dataset
+    from ..data.make_captions import BACKGROUNDS, COLOURS, HELD_OUT, POSITIONS, SIZES, measure, render, tile_size
+    from ..data.transforms import resize_uint8
+
+    if source not in ("mnist-5k", "mnist"):
+        raise GenforgeError(f"--mix-source takes mnist-5k or mnist (the digits make-captions drew from), not {source!r}")
+    digits = load_dataset(source, root, "train")
+    pixels, labels = digits.images[:limit, 0].numpy(), digits.labels[:limit].tolist()
+    tiles = {side: resize_uint8(digits.images[:limit], side)[:, 0].numpy() for side in {tile_size(s, canvas) for s in SIZES}}
+    rng = np.random.default_rng([seed, 7])
+    crops = []
+    for i, digit in enumerate(labels):
+        seen = [c for c in COLOURS if (digit, c) not in HELD_OUT]
+        for size in SIZES:
+            attributes = {"count": 1, "digits": [digit], "colours": [seen[rng.integers(len(seen))]], "sizes": [size],
+                          "positions": [POSITIONS[rng.integers(len(POSITIONS))]],
+                          "background": list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]}
+            crops += measure(render(pixels, tiles, [i], attributes, canvas, rng), 1)["crops"]
+    return torch.from_numpy(np.stack(crops))[:, None], torch.tensor(labels).repeat_interleave(len(SIZES))
+
+
 def random_affine(images: torch.Tensor, generator: torch.Generator, degrees: float = 10.0, scale: float = 0.1,
                   shift: float = 2.0) -> torch.Tensor:
     """Float images (N, C, H, W) each rotated by up to `degrees`, scaled by 1 +- `scale` and shifted
@@ -99,13 +127,15 @@ def read_accuracy(network: ClassifierNet, split: DigitCrops) -> dict[str, float]
     return out
 
 
-def train_digit_reader(data: str, root: str | None = None, out: str | Path | None = None, epochs: int = 8,
-                       batch_size: int = 128, lr: float = 3e-3, seed: int = 0, width: int = 16,
-                       augment: bool = True, device: str = "auto", overwrite: bool = False,
-                       log=print) -> Evaluator:
+def train_digit_reader(data: str, root: str | None = None, out: str | Path | None = None, epochs: int = 15,
+                       batch_size: int = 128, lr: float = 2e-3, seed: int = 0, width: int = 16,
+                       augment: bool = True, mix_source: str | None = "mnist-5k", mix_root: str | None = None,
+                       device: str = "auto", overwrite: bool = False, log=print) -> Evaluator:
     """Train the MNIST-format classifier on the digit crops of `data`'s training images (the built-in
     captioned digits), report its accuracy on the test split's crops (seen and held-out images
-    apart), save it to `out` as an evaluator file (28x28, 1 channel, 10 classes)."""
+    apart), save it to `out` as an evaluator file (28x28, 1 channel, 10 classes). `mix_source`
+    (mnist-5k, or mnist with `mix_root`; None: only the set's crops) adds that source's training
+    digits rendered as the set renders them (`rendered_crops`)."""
     from ..data import load_dataset
     from ..runtime import resolve_device
 
@@ -115,7 +145,8 @@ def train_digit_reader(data: str, root: str | None = None, out: str | Path | Non
         raise GenforgeError(f"{out} exists; choose another --out or pass --overwrite")
     torch_device = resolve_device(device)
     start = time.perf_counter()
-    train = digit_crops(load_dataset(data, root, "train"))
+    train_set = load_dataset(data, root, "train")
+    train = digit_crops(train_set)
     try:
         test = digit_crops(load_dataset(data, root, "test"))
     except GenforgeError:
@@ -125,14 +156,22 @@ def train_digit_reader(data: str, root: str | None = None, out: str | Path | Non
             + (f" and {len(test.crops)} test crops" if test else " (no test split)")
             + f" in {time.perf_counter() - start:.0f}s")
 
+    images, labels = train.crops, train.labels
+    if mix_source:
+        extra, extra_labels = rendered_crops(mix_source, mix_root, train_set.image_size, seed)
+        images, labels = torch.cat([images, extra]), torch.cat([labels, extra_labels])
+        if log:
+            log(f"added {len(extra)} crops of {mix_source}'s training digits rendered small and large "
+                f"({time.perf_counter() - start:.0f}s)")
+
     torch.manual_seed(seed)
     network = ClassifierNet(1, 10, width).to(torch_device)
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    batch_size = min(batch_size, len(train.crops))
-    steps_per_epoch = max(1, len(train.crops) // batch_size)
+    batch_size = min(batch_size, len(images))
+    steps_per_epoch = max(1, len(images) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
     g = torch.Generator().manual_seed(seed + 1)
-    images, labels = train.crops.float() / 255, train.labels
+    images = images.float() / 255
     for epoch in range(epochs):
         network.train()
         order = torch.randperm(len(images), generator=g)

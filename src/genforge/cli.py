@@ -893,7 +893,7 @@ def _add_eval(sub) -> None:
                          "genforge eval --run runs/vae --metrics fid,nll --n 5000",
                          "genforge eval --run runs/dcgan --inception-weights pt_inception-2015-12-05-6726825d.pth",
                          "genforge eval --run runs/captions --text-evaluator evaluators/captions-text.pt "
-                         "--digit-evaluator evaluators/mnist-5k.pt --guidance 0,1,3 --n 500"))
+                         "--digit-evaluator evaluators/captions-digits.pt --guidance 0,1,3 --n 500"))
     p.add_argument("--run", help="run directory written by genforge train (or --samples)")
     p.add_argument("--samples", metavar="DIR|FILE.npz",
                    help="score images made by any tool instead of a run: a folder of images or an .npz with array x "

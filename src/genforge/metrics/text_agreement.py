@@ -9,8 +9,9 @@ al. 2021) trained on the captioned training split, and the agreement numbers of 
   test images: comparable only between runs measured with the same text-evaluator file.
 - For the built-in captioned digits (genforge data make-captions), the accuracy of every attribute
   named in the prompt read from the pixels (data.make_captions.measure): colour, size, position,
-  background, and the digit by an MNIST classifier (a genforge evaluator file) on the digit's
-  crop; separately on test prompts whose digit-colour pairs were seen in training and on held-out
+  background, and the digit by a 28x28 digit classifier (a genforge evaluator file: the digit reader
+  of metrics/digit_reader.py, trained on the dataset's own crops, or an MNIST classifier) on the
+  digit's crop; separately on test prompts whose digit-colour pairs were seen in training and on held-out
   ones. The same numbers for real test images with their own captions (the ceiling) and with
   shuffled captions (the floor).
 """
@@ -316,31 +317,25 @@ def _attributes_of(data, index: list[int]) -> list[dict] | None:
     return [metadata[i]["attributes"] for i in index]
 
 
-def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Path | None = None, n: int = 500,
-                      seed: int = 0, guidances: tuple[float, ...] = (0.0,), steps: int | None = None,
-                      sampler: str | None = None, log=print) -> dict:
-    """The agreement of a text-to-image run's samples with their prompts on its dataset's test split:
-    one row per guidance weight, plus the real test images with their own captions (ceiling) and
-    with shuffled captions (floor). The prompts are one caption (seeded choice) of n test images."""
-    from ..families.registry import load_data
+def _load_digit_evaluator(digit_evaluator: str | Path | None):
+    """The digit classifier's network, checked to read 28x28 gray crops into 10 classes; None without one."""
     from .features import load_evaluator
 
-    cfg = run.config
-    evaluator = load_text_evaluator(text_evaluator)
-    if (evaluator.image_size, evaluator.channels) != (cfg.model.image_size, cfg.model.channels):
-        raise GenforgeError(f"text evaluator {text_evaluator} measures {evaluator.channels}x{evaluator.image_size} "
-                            f"images but the run draws {cfg.model.channels}x{cfg.model.image_size}; train one on "
-                            "the run's data with genforge train-evaluator --text")
-    digits = None
-    if digit_evaluator:
-        loaded = load_evaluator(digit_evaluator)
-        if (loaded.image_size, loaded.channels, loaded.num_classes) != (28, 1, 10):
-            raise GenforgeError(f"{digit_evaluator} is not an MNIST classifier (28x28 gray, 10 classes); make one with "
-                                "genforge train-evaluator --data mnist-5k --out evaluators/mnist-5k.pt")
-        digits = loaded.network
-    test = load_data(cfg, split="test")
+    if not digit_evaluator:
+        return None
+    loaded = load_evaluator(digit_evaluator)
+    if (loaded.image_size, loaded.channels, loaded.num_classes) != (28, 1, 10):
+        raise GenforgeError(f"{digit_evaluator} is not a digit classifier (28x28 gray, 10 classes); make one with "
+                            "genforge train-evaluator --digits --data DATA --out evaluators/DATA-digits.pt")
+    return loaded.network
+
+
+def _real_rows(test, train_images: torch.Tensor, evaluator: TextEvaluator, digits, n: int, seed: int,
+               log=print) -> tuple[dict, dict]:
+    """The ceiling and floor rows on a seeded random subset of n test images, and what the sample rows
+    reuse (index, prompts, attributes, real features, the generator in its state after the draws)."""
     if not test.captions:
-        raise GenforgeError(f"the test split of {cfg.data.name} has no captions; the agreement needs captioned test images")
+        raise GenforgeError(f"the test split of {test.name} has no captions; the agreement needs captioned test images")
     if n < CANDIDATES or len(test) < CANDIDATES:
         raise GenforgeError(f"R-precision ranks among {CANDIDATES} captions: --n and the test split need at least "
                             f"{CANDIDATES} images (n {n}, test split {len(test)})")
@@ -350,7 +345,6 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
     prompts = [test.captions[i][int(torch.randint(len(test.captions[i]), (1,), generator=g))] for i in index]
     attributes = _attributes_of(test, index)
     real = test.images[index]
-    train_images = load_data(cfg, split="train").images
     train_pick = torch.randperm(len(train_images), generator=g)[:len(index)]
     real_features = image_features(evaluator.network, real)
     rows = {}
@@ -362,24 +356,66 @@ def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Pa
     rows["real, shuffled captions (floor)"] = agreement_table(
         real, [prompts[k] for k in shuffle], [attributes[k] for k in shuffle] if attributes else None, evaluator,
         digits, seed, pool_texts=prompts)
+    return rows, {"index": index, "prompts": prompts, "attributes": attributes, "real_features": real_features}
+
+
+def _protocol(n: int, seed: int, evaluator: TextEvaluator, digit_evaluator) -> dict:
+    from .features import file_sha256
+
+    return {"n": n, "seed": seed, "prompts": f"one seeded caption of each of {n} test images (a seeded random subset)",
+            "text_evaluator": evaluator.protocol(),
+            "digit_evaluator": str(digit_evaluator) if digit_evaluator else None,
+            "digit_evaluator_sha256": file_sha256(digit_evaluator) if digit_evaluator else None,
+            "fid": "in the text evaluator's image features; samples and ceiling against real images (test, resp. train)"}
+
+
+def evaluate_text_data(data: str, root: str | None, text_evaluator: str | Path, digit_evaluator: str | Path | None = None,
+                       n: int = 500, seed: int = 0, log=print) -> dict:
+    """Only the real-image rows (ceiling and floor) of `evaluate_text_run`, for a captioned dataset
+    without a trained run: the same subset, prompts and numbers as a run on that data gets."""
+    from ..data import load_dataset
+
+    evaluator = load_text_evaluator(text_evaluator)
+    digits = _load_digit_evaluator(digit_evaluator)
+    test = load_dataset(data, root, "test", evaluator.image_size, evaluator.channels)
+    train_images = load_dataset(data, root, "train", evaluator.image_size, evaluator.channels).images
+    rows, used = _real_rows(test, train_images, evaluator, digits, n, seed, log)
+    return {"protocol": {"data": data, **_protocol(len(used["index"]), seed, evaluator, digit_evaluator)}, "rows": rows}
+
+
+def evaluate_text_run(run, text_evaluator: str | Path, digit_evaluator: str | Path | None = None, n: int = 500,
+                      seed: int = 0, guidances: tuple[float, ...] = (0.0,), steps: int | None = None,
+                      sampler: str | None = None, log=print) -> dict:
+    """The agreement of a text-to-image run's samples with their prompts on its dataset's test split:
+    one row per guidance weight, plus the real test images with their own captions (ceiling) and
+    with shuffled captions (floor). The prompts are one caption (seeded choice) of n test images."""
+    from ..families.registry import load_data
+
+    cfg = run.config
+    evaluator = load_text_evaluator(text_evaluator)
+    if (evaluator.image_size, evaluator.channels) != (cfg.model.image_size, cfg.model.channels):
+        raise GenforgeError(f"text evaluator {text_evaluator} measures {evaluator.channels}x{evaluator.image_size} "
+                            f"images but the run draws {cfg.model.channels}x{cfg.model.image_size}; train one on "
+                            "the run's data with genforge train-evaluator --text")
+    digits = _load_digit_evaluator(digit_evaluator)
+    test = load_data(cfg, split="test")
+    rows, used = _real_rows(test, load_data(cfg, split="train").images, evaluator, digits, n, seed, log)
+    prompts, attributes = used["prompts"], used["attributes"]
     guided = "guidance" in run.model_family.sample_options  # models without guidance get one row
     if not guided and any(w != 0 for w in guidances):
         raise GenforgeError(f"{cfg.model.name} has no classifier-free guidance; drop --guidance")
     for w in guidances if guided else (None,):
         start = time.perf_counter()
-        images = run.sample(len(index), seed=seed, prompt=prompts, guidance=w, steps=steps, sampler=sampler)
+        images = run.sample(len(prompts), seed=seed, prompt=prompts, guidance=w, steps=steps, sampler=sampler)
         what = f"guidance {w:g}" if guided else ""
         log(f"drew {len(images)} images{' at ' + what if what else ''} in {time.perf_counter() - start:.0f}s "
             f"({run.last_report})")
         rows[f"samples, {what}" if guided else "samples"] = agreement_table(images, prompts, attributes, evaluator,
                                                                             digits, seed,
-                                                                            reference_features=real_features)
-    return {"protocol": {"run": str(run.run_dir), "step": run.step, "n": len(index), "seed": seed,
-                         "prompts": f"one seeded caption of each of {len(index)} test images (a seeded random subset)",
-                         "text_evaluator": evaluator.protocol(),
-                         "digit_evaluator": str(digit_evaluator) if digit_evaluator else None,
-                         "fid": "in the text evaluator's image features; samples and ceiling against real "
-                                "images (test, resp. train)", "sampling": dict(run.last_report)},
+                                                                            reference_features=used["real_features"])
+    return {"protocol": {"run": str(run.run_dir), "step": run.step, **_protocol(len(prompts), seed, evaluator,
+                                                                                   digit_evaluator),
+                         "sampling": dict(run.last_report)},
             "rows": rows}
 
 

@@ -13,10 +13,7 @@ the original folder nor a flag, and a frozen encoder stays out of the checkpoint
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import GenforgeError
+from ..imageio import atomic_folder
 from .tokenizer import Encoded
 
 RUN_FOLDER = "text-encoder"
@@ -169,33 +167,11 @@ class PretrainedTextEncoder(nn.Module):
     def save_copy(self, target: str | Path) -> Path:
         """Write the model (safetensors weights and config.json) and its tokenizer files into the folder
         `target`, atomically: into a temporary folder beside it, each file fsync'ed, then renamed."""
-        target = Path(target)
         transformers = _transformers()
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-        try:
-            with _quiet(transformers):
-                self.model.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
-            for path in tmp.iterdir():
-                with open(path, "rb+") as f:
-                    os.fsync(f.fileno())
-            os.chmod(tmp, 0o777 & ~_umask())
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        with atomic_folder(target) as tmp, _quiet(transformers):
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+        return Path(target)
 
 
 def _drop_frozen(module: PretrainedTextEncoder, state_dict: dict, prefix: str, local_metadata) -> None:
